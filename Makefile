@@ -1,0 +1,56 @@
+# The two commands of the quick start (`make demo`, `make test`) bootstrap everything they need:
+# a virtualenv with the CPU torch build, the project, and dvc as its own isolated tool.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock constraints-cpu.txt | cksum | cut -d' ' -f1)
+TOOLS := $(CURDIR)/.tools
+DVC := $(TOOLS)/bin/dvc
+PROFILE ?= default
+
+# Everything runs offline: no model or data set is ever fetched from a hub.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+export DAGSTER_HOME := $(CURDIR)/.dagster
+export DVC_NO_ANALYTICS := 1
+export DVC_SITE_CACHE_DIR := $(CURDIR)/.tools/dvc-site-cache
+export PATH := $(BIN):$(TOOLS)/bin:$(PATH)
+
+# The CPU torch wheel: from the machine's local wheel folder where pip is configured with one,
+# else from PyTorch's CPU index. The constraints file keeps every install on the +cpu build.
+TORCH_SOURCE := $(shell if [ -n "$$PIP_FIND_LINKS" ]; then echo "--find-links $$PIP_FIND_LINKS"; \
+	elif [ -d /opt/wheels ]; then echo "--find-links /opt/wheels"; \
+	else echo "--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match"; fi)
+
+.PHONY: install demo test ui repro bench clean-data
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock constraints-cpu.txt
+	@echo "==> creating $(VENV) and installing the pinned CPU stack"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
+	$(BIN)/uv pip install -q --python $(BIN)/python $(TORCH_SOURCE) -c constraints-cpu.txt -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@echo "==> installing dvc as an isolated tool (its antlr pin conflicts with dagster's)"
+	UV_TOOL_DIR=$(TOOLS)/uv UV_TOOL_BIN_DIR=$(TOOLS)/bin $(BIN)/uv tool install -q --python $(PYTHON) dvc==3.67.1
+	@mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml
+	@rm -f $(VENV)/.installed-* && touch $@
+
+demo: install
+	$(BIN)/persrm run --profile $(PROFILE)
+
+test: install
+	$(BIN)/python -m pytest -q
+
+ui: install
+	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p $${PORT:-3000}
+
+repro: install
+	$(DVC) repro
+
+clean-data:
+	rm -rf data/exemplars data/pairs data/corpus data/models data/reports

@@ -1,0 +1,176 @@
+"""Quality gates and splits that turn synthetic pairs into the training and eval corpus.
+
+Every gate is a named step over a Polars frame (through DuckDB SQL where a join or a window is
+the natural expression) and reports how many rows it removed, so the filter is auditable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import polars as pl
+
+from persrm_core.synthesis import EVAL_SEEN, EVAL_UNSEEN, TRAIN
+
+PAIR_COLUMNS = ["pair_id", "author_id", "exemplars", "prompt", "response_a", "response_b", "label",
+                "negative_type"]
+
+
+@dataclass
+class FilterConfig:
+    min_response_words: int = 15
+    max_response_words: int = 400
+    max_length_ratio: float = 1.6  # longer / shorter response, in words
+    max_label_skew: float = 0.02  # |share of label A - 0.5| allowed in each split
+
+
+@dataclass
+class FilterResult:
+    train: pl.DataFrame
+    eval: pl.DataFrame
+    removed: list[tuple[str, int]]  # (rule, rows removed), in the order applied
+
+    def summary(self) -> dict:
+        return {
+            "rules": [{"rule": r, "removed": n} for r, n in self.removed],
+            "splits": {s: self.split_counts(s) for s in (TRAIN, EVAL_SEEN, EVAL_UNSEEN)},
+        }
+
+    def split_counts(self, split: str) -> dict:
+        frame = self.train if split == TRAIN else self.eval.filter(pl.col("split") == split)
+        share_a = float((frame["label"] == "A").mean()) if frame.height else 0.0
+        return {"pairs": frame.height, "authors": frame["author_id"].n_unique(), "label_A_share": share_a}
+
+
+def _words(col: str) -> pl.Expr:
+    return pl.col(col).str.split(" ").list.len()
+
+
+def drop_blank(df: pl.DataFrame) -> pl.DataFrame:
+    fields = ["prompt", "response_a", "response_b"]
+    ok = pl.all_horizontal([pl.col(c).str.strip_chars().str.len_chars() > 0 for c in fields])
+    return df.filter(ok & (pl.col("exemplars").list.len() > 0))
+
+
+def drop_bad_charset(df: pl.DataFrame) -> pl.DataFrame:
+    """Replacement characters and control characters mean a decoding accident upstream."""
+    bad = r"[\x{FFFD}\x00-\x08\x0B\x0C\x0E-\x1F]"
+    cols = ["prompt", "response_a", "response_b"]
+    return df.filter(~pl.any_horizontal([pl.col(c).str.contains(bad) for c in cols]))
+
+
+def drop_identical_responses(df: pl.DataFrame) -> pl.DataFrame:
+    """A negative equal to the chosen response (up to case and spacing) teaches nothing."""
+    norm = lambda c: pl.col(c).str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()  # noqa: E731
+    return df.filter(norm("response_a") != norm("response_b"))
+
+
+def _sql(query: str, df: pl.DataFrame) -> pl.DataFrame:
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        con.register("df", df.to_arrow())
+        return con.sql(query).pl()
+    finally:
+        con.close()
+
+
+def drop_exact_duplicates(df: pl.DataFrame) -> pl.DataFrame:
+    """Keep the first of pairs with the same prompt and the same two responses (in either order)."""
+    return _sql("""
+        SELECT * EXCLUDE (k) FROM (
+          SELECT *, md5(prompt || chr(0) || least(response_a, response_b) || chr(0)
+                        || greatest(response_a, response_b)) AS k FROM df)
+        QUALIFY row_number() OVER (PARTITION BY k ORDER BY pair_id) = 1
+        ORDER BY pair_id
+    """, df)
+
+
+def drop_length_outliers(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
+    a, b = _words("response_a"), _words("response_b")
+    return df.filter(
+        (pl.min_horizontal(a, b) >= cfg.min_response_words)
+        & (pl.max_horizontal(a, b) <= cfg.max_response_words)
+        & (pl.max_horizontal(a, b) / pl.min_horizontal(a, b) <= cfg.max_length_ratio)
+    )
+
+
+def drop_leakage(df: pl.DataFrame) -> pl.DataFrame:
+    """Drop train pairs that use any text an eval pair's responses come from, and train pairs of
+    authors reserved as unseen."""
+    return _sql(f"""
+        WITH eval_texts AS (
+          SELECT chosen_source AS tid FROM df WHERE split <> '{TRAIN}'
+          UNION SELECT negative_source FROM df WHERE split <> '{TRAIN}' AND negative_source IS NOT NULL),
+        unseen AS (SELECT DISTINCT author_id FROM df WHERE split = '{EVAL_UNSEEN}'),
+        train_texts AS (
+          SELECT pair_id, chosen_source AS tid FROM df WHERE split = '{TRAIN}'
+          UNION ALL SELECT pair_id, negative_source FROM df WHERE split = '{TRAIN}'
+          UNION ALL SELECT pair_id, unnest(exemplar_sources) FROM df WHERE split = '{TRAIN}'),
+        leaky AS (SELECT DISTINCT pair_id FROM train_texts JOIN eval_texts USING (tid))
+        SELECT * FROM df
+        WHERE NOT (split = '{TRAIN}' AND (pair_id IN (SELECT pair_id FROM leaky)
+                                          OR author_id IN (SELECT author_id FROM unseen)))
+        ORDER BY pair_id
+    """, df)
+
+
+def rebalance_labels(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
+    """Drop surplus pairs of the majority label in any split whose A share is outside the bound
+    (rows removed are reported like any rule's)."""
+    parts = []
+    for split in df["split"].unique(maintain_order=True).to_list():
+        part = df.filter(pl.col("split") == split)
+        n_a = int((part["label"] == "A").sum())
+        n_b = part.height - n_a
+        if part.height and abs(n_a / part.height - 0.5) > cfg.max_label_skew:
+            major = "A" if n_a > n_b else "B"
+            keep = min(n_a, n_b) + int(cfg.max_label_skew * 2 * min(n_a, n_b))
+            surplus = part.filter(pl.col("label") == major).sort("pair_id").head(keep)
+            part = pl.concat([part.filter(pl.col("label") != major), surplus])
+        parts.append(part)
+    return pl.concat(parts).sort("pair_id") if parts else df
+
+
+def filter_pairs(pairs: pl.DataFrame, cfg: FilterConfig | None = None) -> FilterResult:
+    cfg = cfg or FilterConfig()
+    steps = [
+        ("empty_or_whitespace", drop_blank),
+        ("bad_charset", drop_bad_charset),
+        ("negative_equals_chosen", drop_identical_responses),
+        ("exact_duplicate", drop_exact_duplicates),
+        ("length_bounds_and_ratio", lambda d: drop_length_outliers(d, cfg)),
+        ("train_eval_leakage", drop_leakage),
+        ("label_balance", lambda d: rebalance_labels(d, cfg)),
+    ]
+    df, removed = pairs, []
+    for name, step in steps:
+        before = df.height
+        df = step(df)
+        removed.append((name, before - df.height))
+    train = df.filter(pl.col("split") == TRAIN)
+    evals = df.filter(pl.col("split") != TRAIN)
+    return FilterResult(train=train, eval=evals, removed=removed)
+
+
+def check_no_leakage(train: pl.DataFrame, evals: pl.DataFrame) -> list[str]:
+    """Problems found (empty when clean): eval texts in train, unseen authors in train."""
+    problems = []
+    eval_texts = set(evals["chosen_source"]) | set(evals["negative_source"].drop_nulls())
+    train_texts = (set(train["chosen_source"]) | set(train["negative_source"].drop_nulls())
+                   | set(train.explode("exemplar_sources")["exemplar_sources"].drop_nulls()))
+    if shared := eval_texts & train_texts:
+        problems.append(f"{len(shared)} eval response text(s) also appear in train")
+    unseen = set(evals.filter(pl.col("split") == EVAL_UNSEEN)["author_id"])
+    if both := unseen & set(train["author_id"]):
+        problems.append(f"unseen-eval author(s) present in train: {sorted(both)}")
+    return problems
+
+
+def write_parquet(df: pl.DataFrame, path: str | Path) -> None:
+    from persrm_core.atomic import atomic_path
+
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.write_parquet(tmp)
