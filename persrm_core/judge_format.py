@@ -17,11 +17,8 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-SYSTEM_PROMPT = (
-    "You are a personalized reward model. Read the author's exemplars, compare each response "
-    "with the author's personal factors (casing, punctuation, emoji, contractions, sentence "
-    "length, vocabulary, hedging), then score both and name the response the author wrote."
-)
+SYSTEM_PROMPT = ("You are a personalized reward model: judge which response fits the author of the "
+                 "exemplars, by their personal style.")
 QUESTION = "Which response did this author write? Compare personal factors, then give scores and a verdict."
 
 SCORES_RE = re.compile(r"^Scores: A=(\d{1,2}) B=(\d{1,2})$")

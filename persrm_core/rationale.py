@@ -1,9 +1,15 @@
 """The offline trace writer: a rationale built from measured personal factors.
 
-Every sentence it writes is a measurement of the pair (tested): the exemplars' mean on a
-factor, each response's value, and which response is nearer. It cites the factors that
-separate the responses most in favour of the labelled one; when no measured factor does, it
-says so rather than invent a reason.
+Each factor is measured (`persrm_core.style.measure`) and put into one of three named levels by
+the factor's fixed bins (e.g. emoji per 100 words: none / few / many). A rationale line names a
+factor on which the two responses fall into different levels, the level of the exemplars'
+mean, and the response whose level is nearer to it:
+
+    Emoji: exemplars many; A none; B many. B matches.
+
+so every claim is true of the pair by construction (tested), and short enough for a small model
+to learn to write. Lines cite only factors that favour the labelled response; when none does,
+the rationale says so instead of inventing a reason. Scores grow with the evidence cited.
 """
 
 from __future__ import annotations
@@ -11,40 +17,31 @@ from __future__ import annotations
 from persrm_core.judge_format import format_completion
 from persrm_core.style import FACTORS, measure, profile
 
-MIN_GAP = 0.25  # in units of a factor's scale: smaller differences are not worth citing
-
-
-def _fmt(x: float) -> str:
-    return f"{x:.1f}"
-
 
 def factor_evidence(exemplars: list[str], response_a: str, response_b: str) -> list[dict]:
-    """Per factor: exemplar mean, both values, and the signed advantage of A (in factor scales)."""
+    """Per factor: levels of the exemplars' mean and of each response, and which is nearer."""
     prof, ma, mb = profile(exemplars), measure(response_a), measure(response_b)
     rows = []
     for f in FACTORS:
-        da, db = abs(ma[f.name] - prof[f.name]) / f.scale, abs(mb[f.name] - prof[f.name]) / f.scale
-        rows.append({"factor": f, "exemplars": prof[f.name], "A": ma[f.name], "B": mb[f.name],
-                     "advantage_a": db - da})
+        ex_rank = f.rank(prof[f.name])
+        ra, rb = f.rank(ma[f.name]), f.rank(mb[f.name])
+        da, db = abs(ra - ex_rank), abs(rb - ex_rank)
+        nearer = None if da == db else ("A" if da < db else "B")
+        rows.append({"factor": f, "exemplars": f.level(prof[f.name]), "A": f.level(ma[f.name]),
+                     "B": f.level(mb[f.name]), "nearer": nearer})
     return rows
 
 
 def write_trace(exemplars: list[str], response_a: str, response_b: str, label: str,
                 max_factors: int = 3) -> str:
     """A full judge completion (rationale, scores, verdict) for the labelled pair."""
-    sign = 1.0 if label == "A" else -1.0
     evidence = factor_evidence(exemplars, response_a, response_b)
-    support = sorted((e for e in evidence if sign * e["advantage_a"] >= MIN_GAP),
-                     key=lambda e: -sign * e["advantage_a"])[:max_factors]
-    lines = []
-    for e in support:
-        f = e["factor"]
-        lines.append(f"{f.label.capitalize()} ({f.unit}): exemplars {_fmt(e['exemplars'])}, "
-                     f"A {_fmt(e['A'])}, B {_fmt(e['B'])}; {label} is closer.")
+    support = [e for e in evidence if e["nearer"] == label][:max_factors]
+    lines = [f"{e['factor'].label.capitalize()}: exemplars {e['exemplars']}; A {e['A']}; B {e['B']}. "
+             f"{label} matches." for e in support]
     if not lines:
-        lines.append("No measured personal factor separates the responses clearly; "
-                     f"the choice rests on wording, and {label} reads closer to the exemplars.")
+        lines.append(f"No measured factor separates them; {label} is chosen on wording.")
     strength = min(len(support), 3)
-    hi, lo = 6 + strength, 4 - strength
+    hi, lo = 6 + max(strength, 1), 4 - max(strength, 1)
     score_a, score_b = (hi, lo) if label == "A" else (lo, hi)
     return format_completion("\n".join(lines), score_a, score_b, label)

@@ -31,21 +31,31 @@ HEDGE_RE = re.compile(r"\b(?:" + "|".join(re.escape(h) for h in HEDGES) + r")\b"
 class Factor:
     name: str
     label: str  # how the rationale names it
-    unit: str  # how its value is written
+    unit: str  # what the measured value counts
     scale: float  # a difference of one `scale` is a clear, noticeable difference
+    bins: tuple[float, float]  # level boundaries: below bins[0], below bins[1], above
+    levels: tuple[str, str, str]  # the words for those three levels
+
+    def level(self, value: float) -> str:
+        return self.levels[0] if value < self.bins[0] else self.levels[1] if value < self.bins[1] else self.levels[2]
+
+    def rank(self, value: float) -> int:
+        return self.levels.index(self.level(value))
 
 
+RATE_LEVELS = ("none", "few", "many")
 # Order matters only for ties in the rationale.
 FACTORS: tuple[Factor, ...] = (
-    Factor("capitals", "capital letters", "% of letters", 3.0),
-    Factor("exclamations", "exclamation marks", "per 100 words", 1.5),
-    Factor("emoji", "emoji", "per 100 words", 1.0),
-    Factor("contractions", "contractions", "per 100 words", 1.5),
-    Factor("sentence_length", "sentence length", "words per sentence", 5.0),
-    Factor("word_length", "word length", "letters per word", 0.5),
-    Factor("hedges", "hedging words", "per 100 words", 1.5),
-    Factor("questions", "question marks", "per 100 words", 1.0),
-    Factor("semicolons_dashes", "semicolons and dashes", "per 100 words", 1.0),
+    Factor("capitals", "capital letters", "% of letters", 3.0, (0.5, 5.0), ("none", "normal", "many")),
+    Factor("exclamations", "exclamation marks", "per 100 words", 1.5, (0.01, 2.0), RATE_LEVELS),
+    Factor("emoji", "emoji", "per 100 words", 1.0, (0.01, 2.0), RATE_LEVELS),
+    Factor("contractions", "contractions", "per 100 words", 1.5, (0.01, 2.0), RATE_LEVELS),
+    Factor("sentence_length", "sentence length", "words per sentence", 5.0, (10.0, 20.0),
+           ("short", "medium", "long")),
+    Factor("word_length", "word length", "letters per word", 0.5, (4.3, 5.0), ("short", "medium", "long")),
+    Factor("hedges", "hedging words", "per 100 words", 1.5, (0.01, 1.5), RATE_LEVELS),
+    Factor("questions", "question marks", "per 100 words", 1.0, (0.01, 1.5), RATE_LEVELS),
+    Factor("semicolons_dashes", "semicolons and dashes", "per 100 words", 1.0, (0.01, 1.5), RATE_LEVELS),
 )
 FACTOR_BY_NAME = {f.name: f for f in FACTORS}
 

@@ -86,6 +86,14 @@ def _cap_words(text: str, max_words: int) -> str:
     return clipped[: end + 1] if end > len(clipped) // 2 else clipped
 
 
+def equalize_length(a: str, b: str) -> tuple[str, str]:
+    """Cut both texts to the shorter one's word count, so length says nothing about which
+    one a rule rewrote (rules that add emoji or hedges would otherwise make the negative longer)."""
+    wa, wb = a.split(), b.split()
+    n = min(len(wa), len(wb))
+    return (a if len(wa) == n else " ".join(wa[:n])), (b if len(wb) == n else " ".join(wb[:n]))
+
+
 def plan_splits(exemplars: list[Exemplar], cfg: SynthesisConfig) -> dict[str, str]:
     """Map text_id -> split. Unseen authors go whole to eval_unseen; seen authors' texts are
     held out at `eval_fraction` (at least one per author)."""
@@ -155,12 +163,15 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
                 if made is None:
                     continue
                 rejected, factors, neg_src = made
+                chosen = task.continuation
+                if strategy == "rule_perturbation":
+                    chosen, rejected = equalize_length(chosen, rejected)
                 rows.append({
                     "pair_id": f"{task.author_id}-{task.text_id}-{strategy}-{k}",
                     "author_id": task.author_id,
                     "exemplars": exemplar_texts,
                     "prompt": task.prompt,
-                    "chosen": task.continuation,
+                    "chosen": chosen,
                     "rejected": rejected,
                     "negative_type": strategy,
                     "perturbed_factors": factors,

@@ -1,0 +1,100 @@
+"""The six assets of the contract, plus `base_model` beside them. Each publishes files at its
+contract path and returns metadata; nothing large travels through IO managers."""
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from assets.resources import PersrmConfig
+from persrm_core import pipeline
+from persrm_core.report import markdown_table
+
+GROUP = "persrm"
+
+
+def _md_table(rows: list[dict]) -> MetadataValue:
+    return MetadataValue.md(markdown_table(rows))
+
+
+@asset(group_name=GROUP, description="Validated exemplars from data/raw (any supported input format).",
+       kinds={"python"})
+def raw_exemplars(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
+    s = persrm.settings()
+    out = pipeline.raw_exemplars(s)
+    context.log.info(f"{out['texts']} texts by {out['authors']} authors from {s.paths.raw}")
+    return MaterializeResult(metadata={
+        "texts": out["texts"], "authors": out["authors"], "per_author": _md_table(out["per_author"]),
+        "path": MetadataValue.path(str(s.paths.exemplars)), "profile": s.profile})
+
+
+@asset(group_name=GROUP, deps=[raw_exemplars], kinds={"python", "parquet"},
+       description="Synthetic preference pairs: the author's continuation vs cross-author and rule-perturbed negatives.")
+def synthetic_pairs(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
+    s = persrm.settings()
+    out = pipeline.synthetic_pairs(s, progress=persrm.progress)
+    return MaterializeResult(metadata={
+        "pairs": out["pairs"], "label_A_share": out["label_A_share"],
+        "by_negative_type": MetadataValue.json(out["by_negative_type"]),
+        "by_split": MetadataValue.json(out["by_split"]), "path": MetadataValue.path(str(s.paths.pairs))})
+
+
+@asset(group_name=GROUP, deps=[synthetic_pairs], kinds={"duckdb", "polars", "parquet"},
+       description="Quality-gated pairs split into train and eval (unseen texts, unseen authors) with no shared text.")
+def filtered_corpus(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
+    s = persrm.settings()
+    out = pipeline.filtered_corpus(s)
+    splits = [{"split": k, **v} for k, v in out["splits"].items()]
+    return MaterializeResult(metadata={
+        "rules": _md_table(out["rules"]), "splits": _md_table(splits),
+        "train_pairs": out["splits"]["train"]["pairs"],
+        "eval_pairs": out["splits"]["eval_seen"]["pairs"] + out["splits"]["eval_unseen"]["pairs"],
+        "path": MetadataValue.path(str(s.paths.corpus))})
+
+
+@asset(group_name=GROUP, deps=[filtered_corpus], kinds={"pytorch"},
+       description="The base LM: `tiny` (tokenizer trained on train text + random Qwen2) or a hub id/path.")
+def base_model(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
+    s = persrm.settings()
+    out = pipeline.base_model(s)
+    return MaterializeResult(metadata={k: v for k, v in out.items()})
+
+
+@asset(group_name=GROUP, deps=[filtered_corpus, base_model], kinds={"pytorch"},
+       description="TRL SFT of the judge on offline-written reasoning traces (loss on the completion only).")
+def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
+    s = persrm.settings()
+    out = pipeline.sft_checkpoint(s)
+    curve = out.pop("curve")
+    return MaterializeResult(metadata={**out, "loss_curve": _md_table([{"step": a, "loss": b} for a, b in curve]),
+                                       "path": MetadataValue.path(out["checkpoint"])})
+
+
+@asset(group_name=GROUP, deps=[sft_checkpoint], kinds={"pytorch"},
+       description="TRL GRPO from the SFT checkpoint with the verifiable verdict reward.")
+def rft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
+    s = persrm.settings()
+    out = pipeline.rft_checkpoint(s)
+    curve = out.pop("curve")
+    return MaterializeResult(metadata={**out, "reward_curve": _md_table([{"step": a, "reward": b} for a, b in curve]),
+                                       "path": MetadataValue.path(out["checkpoint"])})
+
+
+@asset(group_name=GROUP, deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus], kinds={"python"},
+       description="Base, SFT, RFT and baselines judged on the eval split: metrics.json, report.md, report.html.")
+def eval_report(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
+    import base64
+    from pathlib import Path
+
+    s = persrm.settings()
+    out = pipeline.eval_report(s)
+    judges = out["metrics"]["judges"]
+    plot = Path(out["files"]["accuracy"])
+    image = f"![accuracy](data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()})"
+    return MaterializeResult(metadata={
+        "headline": MetadataValue.md(markdown_table(out["headline"])),
+        "accuracy_plot": MetadataValue.md(image),
+        **{f"accuracy_{name}": m["accuracy"] for name, m in judges.items()},
+        "report": MetadataValue.path(out["files"]["report_md"]),
+        "report_html": MetadataValue.path(out["files"]["report_html"])})
+
+
+ALL_ASSETS = [raw_exemplars, synthetic_pairs, filtered_corpus, base_model, sft_checkpoint, rft_checkpoint,
+              eval_report]

@@ -1,0 +1,1 @@
+"""Dagster code location (`orchestration.definitions`) and the `persrm` command line."""

@@ -1,0 +1,130 @@
+"""`persrm`: run the chain through Dagster, ingest exemplars, judge and evaluate pair files."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from persrm_core.errors import InputError  # noqa: E402
+
+ASSET_KEYS = ["raw_exemplars", "synthetic_pairs", "filtered_corpus", "base_model", "sft_checkpoint",
+              "rft_checkpoint", "eval_report"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="persrm", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="materialize the chain (or --select assets) through Dagster")
+    run.add_argument("--profile", default=None, help="params.yaml profile (smoke, default, gpu)")
+    run.add_argument("--select", nargs="+", choices=ASSET_KEYS, metavar="ASSET",
+                     help=f"only these assets (upstream artifacts are read from disk): {', '.join(ASSET_KEYS)}")
+    run.add_argument("--params", default=None, help="path to params.yaml")
+
+    ing = sub.add_parser("ingest", help="convert exemplars (JSONL, author-grouped JSON, or a directory "
+                                        "per author) into exemplar JSONL")
+    ing.add_argument("src")
+    ing.add_argument("--out", required=True)
+    ing.add_argument("--min-texts-per-author", type=int, default=2)
+
+    for name, helptext in (("judge", "judge pair records, writing one judgment per pair"),
+                           ("evaluate", "judge pair records and write metrics.json and a report")):
+        j = sub.add_parser(name, help=helptext)
+        who = j.add_mutually_exclusive_group(required=name == "judge")
+        who.add_argument("--model", help="checkpoint directory (or hub id available offline)")
+        who.add_argument("--baseline", choices=["random", "length", "stylometric", "embedding"])
+        j.add_argument("--pairs", required=True, help="pair records, JSONL or Parquet")
+        j.add_argument("--out", required=True, help="output JSONL (judge) or directory (evaluate)")
+        j.add_argument("--profile", default=None, help="params.yaml profile for render and generation limits")
+        j.add_argument("--both-orders", action="store_true", help="also judge with A and B swapped")
+        j.add_argument("--batch-size", type=int, default=None)
+        j.add_argument("--max-new-tokens", type=int, default=None)
+        j.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _gen(args, s):
+    from persrm_core.judge import GenerationSettings
+
+    return GenerationSettings(batch_size=args.batch_size or s.eval.batch_size,
+                              max_new_tokens=args.max_new_tokens or s.eval.max_new_tokens)
+
+
+def _judge(args, pairs, s) -> list[dict]:
+    from persrm_core.judge import ModelJudge, baseline_judge
+
+    if args.baseline:
+        return baseline_judge(args.baseline, pairs, seed=args.seed, both_orders=args.both_orders)
+    if not (Path(args.model).is_dir() and (Path(args.model) / "config.json").exists()):
+        raise InputError(args.model, "not a checkpoint directory (no config.json)")
+    judge = ModelJudge(args.model, s.render, _gen(args, s), trust_remote_code=s.base_model.trust_remote_code)
+    return judge.judge(pairs, both_orders=args.both_orders)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except InputError as exc:
+        print(f"persrm {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args) -> int:
+    if args.command == "run":
+        from orchestration.runner import run_chain
+
+        result = run_chain(profile=args.profile, select=args.select, params_path=args.params)
+        return 0 if result.success else 1
+
+    if args.command == "ingest":
+        from persrm_core.ingest import ingest
+
+        exemplars = ingest(args.src, args.out, args.min_texts_per_author)
+        authors = len({e.author_id for e in exemplars})
+        print(f"wrote {len(exemplars)} exemplars by {authors} authors to {args.out}")
+        return 0
+
+    from persrm_core.atomic import atomic_dir, write_jsonl
+    from persrm_core.config import load_settings
+    from persrm_core.records import read_pairs
+
+    s = load_settings(args.profile)
+    pairs = read_pairs(args.pairs)  # validates every record before any work
+    judgments = _judge(args, pairs, s)
+    if args.command == "judge":
+        n = write_jsonl(args.out, judgments)
+        valid = sum(j["choice"] is not None for j in judgments)
+        print(f"wrote {n} judgments ({valid} valid) to {args.out}")
+        return 0
+
+    from persrm_core.metrics import judge_metrics
+    from persrm_core.report import write_report
+
+    name = args.baseline or "model"
+    judges = {name: judgments}
+    for b in ("random", "length"):
+        if b != args.baseline:
+            from persrm_core.judge import baseline_judge
+
+            judges[b] = baseline_judge(b, pairs, seed=args.seed, both_orders=args.both_orders)
+    metrics = {"judges": {n: judge_metrics(pairs, j) for n, j in judges.items()},
+               "settings": {"pairs": str(args.pairs), "model": args.model, "both_orders": args.both_orders}}
+    examples = [{"pair_id": p.pair_id, "judge": name, "label": p.label, "choice": j["choice"],
+                 "rationale": j["rationale"]} for p, j in list(zip(pairs, judgments))[:4]]
+    with atomic_dir(args.out) as tmp:
+        write_report(tmp, metrics, {}, examples, title=f"PersRM evaluation of {args.model or args.baseline}")
+        write_jsonl(Path(tmp) / "judgments.jsonl", judgments)
+    acc = metrics["judges"][name]["accuracy"]
+    print(f"{name}: accuracy {acc:.3f} on {len(pairs)} pairs; report in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,120 @@
+"""The pipeline's one config: `params.yaml`, profiles deep-merged over defaults, into typed settings."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from persrm_core.corpus import FilterConfig
+from persrm_core.errors import InputError
+from persrm_core.judge_format import RenderLimits
+from persrm_core.model import TinyModelConfig
+from persrm_core.synthesis import SynthesisConfig
+from persrm_core.training import GRPOSettings, TrainConfig
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+
+
+@dataclass
+class BaseModelSettings:
+    name: str = "tiny"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class EvalSettings:
+    max_pairs: int = 0
+    both_orders: bool = True
+    baselines: list[str] = field(default_factory=lambda: ["random", "length"])
+    batch_size: int = 16
+    max_new_tokens: int = 96
+    examples: int = 4
+
+
+@dataclass
+class Paths:
+    raw: Path
+    exemplars: Path
+    pairs: Path
+    corpus: Path
+    base_model: Path
+    sft: Path
+    rft: Path
+    report: Path
+
+
+@dataclass
+class Settings:
+    profile: str
+    seed: int
+    paths: Paths
+    min_texts_per_author: int
+    synthesis: SynthesisConfig
+    max_texts_per_author: int
+    filter: FilterConfig
+    render: RenderLimits
+    base_model: BaseModelSettings
+    sft: TrainConfig
+    rft: GRPOSettings
+    eval: EvalSettings
+    raw: dict[str, Any]
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "negatives" else v
+    return out
+
+
+def _build(cls, data: dict, where: str, params_path: Path):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(data) - names
+    if unknown:
+        raise InputError(params_path, f"unknown key(s) {sorted(unknown)} (known: {sorted(names)})", where)
+    return cls(**data)
+
+
+def load_settings(profile: str | None = None, params_path: str | Path | None = None,
+                  root: str | Path | None = None, overrides: dict | None = None) -> Settings:
+    """Settings of `profile` from `params_path`; relative paths resolve against `root`."""
+    params_path = Path(params_path or DEFAULT_PARAMS)
+    try:
+        params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError(params_path, "no such file") from None
+    except yaml.YAMLError as exc:
+        raise InputError(params_path, f"invalid YAML ({exc.__class__.__name__})") from None
+    profile = profile or params.get("profile", "default")
+    profiles = params.get("profiles", {})
+    if profile not in profiles:
+        raise InputError(params_path, f"unknown profile {profile!r} (known: {', '.join(profiles)})", "profiles")
+    merged = _merge(_merge(params.get("defaults", {}), profiles[profile] or {}), overrides or {})
+    root = Path(root) if root else REPO_ROOT
+    paths = Paths(**{k: (Path(v) if Path(v).is_absolute() else root / v) for k, v in params["paths"].items()})
+    seed = int(merged.get("seed", 0))
+    syn = dict(merged["synthesis"])
+    max_texts = int(syn.pop("max_texts_per_author", 0))
+    bm = dict(merged["base_model"])
+    bm["tiny"] = _build(TinyModelConfig, bm.get("tiny", {}), "base_model.tiny", params_path)
+    return Settings(
+        profile=profile, seed=seed, paths=paths,
+        min_texts_per_author=int(merged.get("ingest", {}).get("min_texts_per_author", 2)),
+        synthesis=_build(SynthesisConfig, {**syn, "seed": seed}, "synthesis", params_path),
+        max_texts_per_author=max_texts,
+        filter=_build(FilterConfig, merged["filter"], "filter", params_path),
+        render=_build(RenderLimits, merged["render"], "render", params_path),
+        base_model=_build(BaseModelSettings, bm, "base_model", params_path),
+        sft=_build(TrainConfig, {**merged["sft"], "seed": seed}, "sft", params_path),
+        rft=_build(GRPOSettings, {**merged["rft"], "seed": seed}, "rft", params_path),
+        eval=_build(EvalSettings, merged["eval"], "eval", params_path),
+        raw=merged,
+    )

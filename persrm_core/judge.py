@@ -1,0 +1,165 @@
+"""Judges: a trained checkpoint that reasons and gives a verdict, and training-free baselines.
+
+Every judge maps pair records to judgment records (CONTRACTS.md) in the same order. A judge
+may be asked to read each pair in both A/B orders; the swapped reading is mapped back, so
+`choice` always refers to the original order.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tqdm.auto import tqdm
+
+from persrm_core.judge_format import RenderLimits, parse_verdict, render_messages
+from persrm_core.records import Pair
+from persrm_core.style import distance, measure, profile
+
+BASELINES = ("random", "length", "stylometric", "embedding")
+
+
+def swapped(pair: Pair) -> Pair:
+    return Pair(pair.pair_id, pair.author_id, pair.exemplars, pair.prompt, pair.response_b,
+                pair.response_a, "B" if pair.label == "A" else "A", pair.negative_type)
+
+
+def _flip(choice: str | None) -> str | None:
+    return None if choice is None else ("B" if choice == "A" else "A")
+
+
+@dataclass
+class GenerationSettings:
+    batch_size: int = 16
+    max_new_tokens: int = 96
+    do_sample: bool = False  # deterministic (greedy) decoding by default
+    temperature: float = 1.0
+
+
+class ModelJudge:
+    """Judge with a causal-LM checkpoint: render, generate (batched, greedy), parse strictly."""
+
+    def __init__(self, model_dir: str, limits: RenderLimits = RenderLimits(),
+                 gen: GenerationSettings = GenerationSettings(), dtype: str = "float32",
+                 trust_remote_code: bool = False):
+        import torch
+
+        from persrm_core.model import load_model, load_tokenizer
+
+        self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
+        self.model = load_model(model_dir, dtype, trust_remote_code).eval()
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(self.device)
+        self.limits, self.gen = limits, gen
+        max_ctx = getattr(self.model.config, "max_position_embeddings", 2048)
+        budget = max_ctx - gen.max_new_tokens
+        if limits.max_prompt_tokens is None or limits.max_prompt_tokens > budget:
+            self.limits = RenderLimits(limits.max_exemplars, limits.max_exemplar_words,
+                                       limits.max_response_words, budget)
+
+    def _count(self, msgs: list[dict]) -> int:
+        text = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def generate(self, pairs: Sequence[Pair], desc: str = "judging") -> list[str]:
+        import torch
+
+        prompts = [self.tokenizer.apply_chat_template(
+            render_messages(p.exemplars, p.prompt, p.response_a, p.response_b, self.limits, self._count),
+            add_generation_prompt=True, tokenize=False) for p in pairs]
+        outputs: list[str] = []
+        bs = self.gen.batch_size
+        for start in tqdm(range(0, len(prompts), bs), desc=desc, unit="batch"):
+            batch = self.tokenizer(prompts[start:start + bs], return_tensors="pt", padding=True,
+                                   add_special_tokens=False).to(self.device)
+            with torch.inference_mode():
+                out = self.model.generate(
+                    **batch, max_new_tokens=self.gen.max_new_tokens, do_sample=self.gen.do_sample,
+                    temperature=self.gen.temperature if self.gen.do_sample else None, top_p=None, top_k=None,
+                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
+            new = out[:, batch["input_ids"].shape[1]:]
+            outputs += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        return outputs
+
+    def judge(self, pairs: Sequence[Pair], both_orders: bool = False) -> list[dict]:
+        pairs = list(pairs)
+        todo = pairs + ([swapped(p) for p in pairs] if both_orders else [])
+        texts = self.generate(todo)
+        results = []
+        for i, pair in enumerate(pairs):
+            v = parse_verdict(texts[i])
+            row = {"pair_id": pair.pair_id, "choice": v.choice, "scores": list(v.scores) if v.scores else None,
+                   "rationale": v.rationale if v.valid else texts[i].strip()}
+            if both_orders:
+                vs = parse_verdict(texts[len(pairs) + i])
+                row["choice_swapped"] = _flip(vs.choice)
+                row["scores_swapped"] = list(reversed(vs.scores)) if vs.scores else None
+                row["debiased_choice"] = _debias(v, vs)
+            results.append(row)
+        return results
+
+
+def _debias(v, vs) -> str | None:
+    """Combine both orders: average each response's score over the two readings."""
+    if v.scores is None and vs.scores is None:
+        return None
+    if vs.scores is None:
+        return v.choice
+    if v.scores is None:
+        return _flip(vs.choice)
+    a = (v.scores[0] + vs.scores[1]) / 2
+    b = (v.scores[1] + vs.scores[0]) / 2
+    return None if a == b else ("A" if a > b else "B")
+
+
+def _scored(pair: Pair, score_a: float, score_b: float, why: str) -> dict:
+    choice = None if score_a == score_b else ("A" if score_a > score_b else "B")
+    return {"pair_id": pair.pair_id, "choice": choice, "scores": [float(score_a), float(score_b)],
+            "rationale": why}
+
+
+def baseline_judge(name: str, pairs: Sequence[Pair], seed: int = 0, both_orders: bool = False) -> list[dict]:
+    """Training-free judges: `random`, `length` (prefer the longer), `stylometric` (nearer the
+    exemplars' personal-factor profile), `embedding` (MiniLM cosine to the exemplar mean)."""
+    pairs = list(pairs)
+    if name == "random":
+        rng = random.Random(seed)
+        rows = [_scored(p, *( (1.0, 0.0) if rng.random() < 0.5 else (0.0, 1.0)), "coin flip") for p in pairs]
+    elif name == "length":  # ties (equal word counts) are broken by a seeded coin
+        rng = random.Random(seed)
+        rows = [_scored(p, len(p.response_a) + rng.random() * 1e-3, len(p.response_b) + rng.random() * 1e-3,
+                        "longer response (characters)") for p in pairs]
+    elif name == "stylometric":
+        rows = []
+        for p in pairs:
+            prof = profile(list(p.exemplars))
+            rows.append(_scored(p, -distance(measure(p.response_a), prof), -distance(measure(p.response_b), prof),
+                                "negative personal-factor distance to the exemplars"))
+    elif name == "embedding":
+        rows = _embedding_judge(pairs)
+    else:
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+    if both_orders:  # all baselines here are order-free by construction
+        for r in rows:
+            r["choice_swapped"] = r["choice"]
+            r["debiased_choice"] = r["choice"]
+    return rows
+
+
+def _embedding_judge(pairs: list[Pair]) -> list[dict]:
+    import numpy as np
+
+    from persrm_core.embeddings import embed
+
+    ex_texts = sorted({e for p in pairs for e in p.exemplars})
+    resp = [t for p in pairs for t in (p.response_a, p.response_b)]
+    vecs = embed(ex_texts + resp)
+    ex_vec = dict(zip(ex_texts, vecs[: len(ex_texts)]))
+    rows = []
+    for i, p in enumerate(pairs):
+        centre = np.mean([ex_vec[e] for e in p.exemplars], axis=0)
+        centre /= np.linalg.norm(centre) + 1e-9
+        a, b = vecs[len(ex_texts) + 2 * i], vecs[len(ex_texts) + 2 * i + 1]
+        rows.append(_scored(p, float(a @ centre), float(b @ centre), "MiniLM cosine to the exemplar mean"))
+    return rows

@@ -1,0 +1,211 @@
+"""The stages of the chain as plain functions of `Settings`: each reads its inputs from their
+artifact paths, publishes its outputs atomically, and returns a summary for metadata.
+
+Dagster assets (`assets/`) call these; `persrm run` and `dvc repro` reach them through Dagster.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import polars as pl
+
+from persrm_core.atomic import atomic_dir, write_jsonl
+from persrm_core.config import Settings
+from persrm_core.corpus import check_no_leakage, filter_pairs, write_parquet
+from persrm_core.ingest import read_exemplars
+from persrm_core.records import Exemplar, Pair, pair_from_dict
+from persrm_core.synthesis import build_pairs
+
+
+def raw_exemplars(s: Settings) -> dict:
+    exemplars = read_exemplars(s.paths.raw, s.min_texts_per_author)
+    write_jsonl(s.paths.exemplars, (e.to_dict() for e in exemplars))
+    per_author = Counter(e.author_id for e in exemplars)
+    words = Counter()
+    for e in exemplars:
+        words[e.author_id] += len(e.text.split())
+    return {"texts": len(exemplars), "authors": len(per_author),
+            "per_author": [{"author_id": a, "texts": n, "mean_words": round(words[a] / n, 1)}
+                           for a, n in sorted(per_author.items())]}
+
+
+def load_exemplars(path: Path) -> list[Exemplar]:
+    from persrm_core.ingest import read_exemplars as _read
+
+    return _read(path, min_texts_per_author=1)
+
+
+def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
+    exemplars = load_exemplars(s.paths.exemplars)
+    if s.max_texts_per_author > 0:
+        kept: Counter = Counter()
+        subset = []
+        for e in exemplars:
+            if kept[e.author_id] < s.max_texts_per_author:
+                subset.append(e)
+                kept[e.author_id] += 1
+        exemplars = subset
+    rows = build_pairs(exemplars, s.synthesis, progress=progress)
+    df = pl.DataFrame(rows, schema_overrides={"negative_source": pl.String})
+    write_parquet(df, s.paths.pairs)
+    return {"pairs": df.height,
+            "by_negative_type": dict(Counter(df["negative_type"].to_list())),
+            "by_split": dict(Counter(df["split"].to_list())),
+            "label_A_share": round(float((df["label"] == "A").mean()), 4)}
+
+
+def filtered_corpus(s: Settings) -> dict:
+    pairs = pl.read_parquet(s.paths.pairs)
+    result = filter_pairs(pairs, s.filter)
+    problems = check_no_leakage(result.train, result.eval)
+    if problems:
+        raise RuntimeError("filtered corpus still leaks: " + "; ".join(problems))
+    if result.train.height == 0 or result.eval.height == 0:
+        raise RuntimeError(f"filtered corpus has an empty split (train {result.train.height}, "
+                           f"eval {result.eval.height}); see the filter rules' removal counts")
+    write_parquet(result.train, s.paths.corpus / "train.parquet")
+    write_parquet(result.eval, s.paths.corpus / "eval.parquet")
+    return result.summary()
+
+
+def corpus_pairs(path: Path) -> list[dict]:
+    return pl.read_parquet(path).to_dicts()
+
+
+def base_model(s: Settings) -> dict:
+    """Build the offline `tiny` base from train-split text only, or record a hub id / path."""
+    if s.base_model.name != "tiny":
+        return {"base_model": s.base_model.name, "built": False}
+    from persrm_core.model import build_tiny
+    from persrm_core.training import sft_rows
+
+    train = corpus_pairs(s.paths.corpus / "train.parquet")
+    texts = sorted({t for p in train for t in (p["prompt"], p["response_a"], p["response_b"], *p["exemplars"])})
+    # Judge-format text too, so its words are single tokens; traces of train pairs only.
+    texts += [r["completion"][0]["content"] + "\n" + r["prompt"][-1]["content"]
+              for r in sft_rows(train[:400], s.render)]
+    with atomic_dir(s.paths.base_model) as tmp:
+        build_tiny(texts, tmp, s.base_model.tiny)
+        n_params = _count_params(tmp)
+    return {"base_model": str(s.paths.base_model), "built": True, "parameters": n_params,
+            "tokenizer_training_texts": len(texts)}
+
+
+def base_model_ref(s: Settings) -> str:
+    return str(s.paths.base_model) if s.base_model.name == "tiny" else s.base_model.name
+
+
+def _count_params(model_dir: Path) -> int:
+    from safetensors import safe_open
+
+    total = 0
+    for f in Path(model_dir).glob("*.safetensors"):
+        with safe_open(str(f), "pt") as st:
+            total += sum(math.prod(st.get_slice(k).get_shape()) for k in st.keys())
+    return total
+
+
+def _curve_summary(log: list[dict], keys: tuple[str, ...]) -> dict:
+    pts = [h for h in log if any(k in h for k in keys)]
+    if not pts:
+        return {}
+    first, last = pts[0], pts[-1]
+    return {f"{k}_{w}": round(float(h[k]), 4) for k in keys for w, h in (("first", first), ("last", last)) if k in h}
+
+
+def sft_checkpoint(s: Settings) -> dict:
+    from persrm_core.training import train_sft
+
+    train = corpus_pairs(s.paths.corpus / "train.parquet")
+    with atomic_dir(s.paths.sft) as tmp:
+        log = train_sft(base_model_ref(s), train, tmp, s.sft, s.render)
+        _clean_trainer_files(tmp)
+    return {"checkpoint": str(s.paths.sft), "train_pairs": len(train),
+            **_curve_summary(log, ("loss", "mean_token_accuracy")), "curve": _points(log, "loss")}
+
+
+def rft_checkpoint(s: Settings) -> dict:
+    from persrm_core.training import train_grpo
+
+    train = corpus_pairs(s.paths.corpus / "train.parquet")
+    with atomic_dir(s.paths.rft) as tmp:
+        log = train_grpo(str(s.paths.sft), train, tmp, s.rft, s.render)
+        _clean_trainer_files(tmp)
+    return {"checkpoint": str(s.paths.rft), **_curve_summary(log, ("reward", "completions/mean_length")),
+            "curve": _points(log, "reward")}
+
+
+def _points(log: list[dict], key: str) -> list[tuple[int, float]]:
+    return [(int(h["step"]), float(h[key])) for h in log if key in h and "step" in h]
+
+
+def _clean_trainer_files(out: Path) -> None:
+    for name in ("training_args.bin",):  # pickled by Trainer; nothing here needs it
+        (out / name).unlink(missing_ok=True)
+    for ckpt in out.glob("checkpoint-*"):
+        shutil.rmtree(ckpt, ignore_errors=True)
+
+
+def eval_pairs(s: Settings) -> tuple[list[Pair], dict[str, str]]:
+    """The eval split, subsampled to `eval.max_pairs` evenly across split and negative type."""
+    rows = corpus_pairs(s.paths.corpus / "eval.parquet")
+    if 0 < s.eval.max_pairs < len(rows):
+        rng = random.Random(s.seed)
+        groups: dict[tuple, list[dict]] = {}
+        for r in rows:
+            groups.setdefault((r["split"], r["negative_type"]), []).append(r)
+        for g in groups.values():
+            rng.shuffle(g)
+        picked, i = [], 0
+        while len(picked) < s.eval.max_pairs:
+            for g in groups.values():
+                if i < len(g) and len(picked) < s.eval.max_pairs:
+                    picked.append(g[i])
+            i += 1
+        rows = sorted(picked, key=lambda r: r["pair_id"])
+    pairs = [pair_from_dict(r, s.paths.corpus / "eval.parquet", f"row {i}") for i, r in enumerate(rows)]
+    return pairs, {r["pair_id"]: r["split"] for r in rows}
+
+
+def eval_report(s: Settings) -> dict:
+    from persrm_core.judge import GenerationSettings, ModelJudge, baseline_judge
+    from persrm_core.metrics import judge_metrics
+    from persrm_core.report import headline_rows, write_report
+
+    pairs, splits = eval_pairs(s)
+    gen = GenerationSettings(batch_size=s.eval.batch_size, max_new_tokens=s.eval.max_new_tokens)
+    judgments: dict[str, list[dict]] = {}
+    models = {"base": base_model_ref(s), "sft": str(s.paths.sft), "rft": str(s.paths.rft)}
+    for name, ref in models.items():
+        judge = ModelJudge(ref, s.render, gen, s.base_model.dtype, s.base_model.trust_remote_code)
+        judgments[name] = judge.judge(pairs, both_orders=s.eval.both_orders)
+    for name in s.eval.baselines:
+        judgments[name] = baseline_judge(name, pairs, seed=s.seed, both_orders=s.eval.both_orders)
+    metrics = {"judges": {n: judge_metrics(pairs, j, splits) for n, j in judgments.items()},
+               "settings": {"profile": s.profile, "eval_pairs": len(pairs),
+                            "base_model": s.base_model.name, "both_orders": s.eval.both_orders}}
+    curves = {}
+    for stage, path in (("sft", s.paths.sft), ("rft", s.paths.rft)):
+        log_file = path / "training_log.json"
+        curves[stage] = json.loads(log_file.read_text()) if log_file.exists() else []
+    examples = _examples(pairs, judgments.get("rft", []), s.eval.examples)
+    with atomic_dir(s.paths.report) as tmp:
+        files = write_report(tmp, metrics, curves, examples)
+        write_jsonl(tmp / "judgments.jsonl",
+                    ({"judge": n, **j} for n, js in judgments.items() for j in js))
+    return {"metrics": metrics, "headline": headline_rows(metrics),
+            "files": {k: str(s.paths.report / Path(v).name) for k, v in files.items()}}
+
+
+def _examples(pairs: list[Pair], judgments: list[dict], n: int) -> list[dict]:
+    right = [(p, j) for p, j in zip(pairs, judgments) if j["choice"] == p.label]
+    wrong = [(p, j) for p, j in zip(pairs, judgments) if j["choice"] != p.label]
+    picked = right[: (n + 1) // 2] + wrong[: n // 2]
+    return [{"pair_id": p.pair_id, "judge": "rft", "label": p.label, "choice": j["choice"],
+             "rationale": j["rationale"]} for p, j in picked]

@@ -1,0 +1,193 @@
+"""The evaluation report: metrics.json, report.md and a self-contained report.html with plots."""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+from persrm_core.atomic import write_json, write_text
+
+MODEL_JUDGES = ("base", "sft", "rft")
+
+
+def headline_rows(metrics: dict) -> list[dict]:
+    rows = []
+    for name, m in metrics["judges"].items():
+        rows.append({"judge": name, "accuracy": m["accuracy"], "ci95": m.get("accuracy_ci95"),
+                     "n": m["n"], "format_valid_rate": m["format_valid_rate"],
+                     "position_consistency": m.get("position_consistency"),
+                     "debiased_accuracy": m.get("debiased_accuracy")})
+    return rows
+
+
+def _fmt(x) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, list):
+        return f"[{x[0]:.2f}, {x[1]:.2f}]"
+    return f"{x:.3f}" if isinstance(x, float) else str(x)
+
+
+def markdown_table(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    out += ["| " + " | ".join(_fmt(r[c]) for c in cols) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def verdict_sentences(metrics: dict) -> list[str]:
+    j = metrics["judges"]
+    out = []
+    for new, old in (("sft", "base"), ("rft", "sft")):
+        if new in j and old in j:
+            a, b = j[new]["accuracy"], j[old]["accuracy"]
+            word = "beat" if a > b else ("tied" if a == b else "did not beat")
+            out.append(f"{new.upper()} {word} {old} on eval accuracy ({a:.3f} vs {b:.3f}; "
+                       f"format-valid {j[new]['format_valid_rate']:.3f} vs {j[old]['format_valid_rate']:.3f}).")
+    baselines = {k: v["accuracy"] for k, v in j.items() if k not in MODEL_JUDGES}
+    if baselines and "rft" in j:
+        best = max(baselines, key=baselines.get)
+        a = j["rft"]["accuracy"]
+        word = "beat" if a > baselines[best] else "did not beat"
+        out.append(f"RFT {word} the best baseline, {best} ({a:.3f} vs {baselines[best]:.3f}).")
+    return out
+
+
+def plot_accuracy(metrics: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(metrics["judges"])
+    acc = [metrics["judges"][n]["accuracy"] for n in names]
+    ci = [metrics["judges"][n].get("accuracy_ci95") or [a, a] for n, a in zip(names, acc)]
+    err = [[a - c[0] for a, c in zip(acc, ci)], [c[1] - a for a, c in zip(acc, ci)]]
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    colors = ["#4C72B0" if n in MODEL_JUDGES else "#999999" for n in names]
+    ax.bar(names, acc, yerr=err, capsize=4, color=colors)
+    ax.axhline(0.5, ls="--", c="k", lw=0.8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy (invalid = wrong)")
+    ax.set_title("Eval accuracy per judge, 95% bootstrap interval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_by_type(metrics: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(metrics["judges"])
+    types = sorted({t for m in metrics["judges"].values() for t in m["by_negative_type"]})
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    width = 0.8 / max(len(types), 1)
+    for k, t in enumerate(types):
+        xs = [i + k * width for i in range(len(names))]
+        ax.bar(xs, [metrics["judges"][n]["by_negative_type"].get(t, 0) for n in names], width, label=t)
+    ax.set_xticks([i + width * (len(types) - 1) / 2 for i in range(len(names))], names)
+    ax.axhline(0.5, ls="--", c="k", lw=0.8)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.set_title("Accuracy by negative type")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_curves(curves: dict[str, list[dict]], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("sft", "loss", "SFT loss"), ("sft", "mean_token_accuracy", "SFT token accuracy"),
+              ("rft", "reward", "RFT mean reward")]
+    panels = [p for p in panels if any(p[1] in h for h in curves.get(p[0], []))]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3))
+    for ax, (stage, key, title) in zip(axes if len(panels) > 1 else [axes], panels):
+        pts = [(h["step"], h[key]) for h in curves[stage] if key in h and "step" in h]
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".")
+        ax.set_title(title)
+        ax.set_xlabel("step")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict]],
+                 examples: list[dict], title: str = "PersRM evaluation report") -> dict[str, Path]:
+    """Write metrics.json, report.md, report.html and the plot PNGs into `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {"accuracy": plot_accuracy(metrics, out / "accuracy.png"),
+             "by_negative_type": plot_by_type(metrics, out / "by_negative_type.png")}
+    if (c := plot_curves(curves, out / "training_curves.png")) is not None:
+        plots["training_curves"] = c
+    write_json(out / "metrics.json", metrics)
+    rows = headline_rows(metrics)
+    by_type = [{"judge": n, **m["by_negative_type"]} for n, m in metrics["judges"].items()]
+    by_split = [{"judge": n, **m["by_split"]} for n, m in metrics["judges"].items() if m["by_split"]]
+    md = [f"# {title}", "", *[f"- {s}" for s in verdict_sentences(metrics)], "",
+          "## Judges on the eval split", "", markdown_table(rows), "", "![accuracy](accuracy.png)", "",
+          "## By negative type", "", markdown_table(by_type), "", "![by type](by_negative_type.png)", ""]
+    if by_split:
+        md += ["## By split (eval_seen: unseen texts of seen authors; eval_unseen: unseen authors)", "",
+               markdown_table(by_split), ""]
+    if "training_curves" in plots:
+        md += ["## Training curves", "", "![curves](training_curves.png)", ""]
+    md += ["## Example judgments", ""]
+    for ex in examples:
+        md += [f"### {ex['pair_id']} ({ex['judge']}, label {ex['label']}, chose {ex['choice']}: "
+               f"{'right' if ex['choice'] == ex['label'] else 'wrong'})", "", "```", ex["rationale"], "```", ""]
+    md += ["", f"Dataset and settings: {metrics.get('settings', {})}"]
+    write_text(out / "report.md", "\n".join(md) + "\n")
+    write_text(out / "report.html", _html(title, metrics, rows, by_type, by_split, plots, examples))
+    return {"metrics": out / "metrics.json", "report_md": out / "report.md", "report_html": out / "report.html",
+            **plots}
+
+
+def _table_html(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    cols = list(rows[0])
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(r[c]))}</td>" for c in cols) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _img(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
+
+
+def _html(title, metrics, rows, by_type, by_split, plots, examples) -> str:
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:"
+             "collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}pre{background:#f6f6f6;"
+             "padding:8px;white-space:pre-wrap}</style></head><body>", f"<h1>{html.escape(title)}</h1><ul>"]
+    parts += [f"<li>{html.escape(s)}</li>" for s in verdict_sentences(metrics)]
+    parts += ["</ul><h2>Judges on the eval split</h2>", _table_html(rows), _img(plots["accuracy"]),
+              "<h2>By negative type</h2>", _table_html(by_type), _img(plots["by_negative_type"])]
+    if by_split:
+        parts += ["<h2>By split</h2>", _table_html(by_split)]
+    if "training_curves" in plots:
+        parts += ["<h2>Training curves</h2>", _img(plots["training_curves"])]
+    parts.append("<h2>Example judgments</h2>")
+    for ex in examples:
+        verdict = "right" if ex["choice"] == ex["label"] else "wrong"
+        parts.append(f"<h3>{html.escape(ex['pair_id'])} ({ex['judge']}, label {ex['label']}, chose "
+                     f"{ex['choice']}: {verdict})</h3><pre>{html.escape(ex['rationale'])}</pre>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

@@ -1,0 +1,169 @@
+"""SFT and RFT (GRPO) of the judge with TRL, plus the causal-LM warm-up of a tiny base.
+
+Plain functions over pair frames and checkpoint paths: the Dagster assets and the CLI call
+them; nothing here knows about orchestration. Each stage writes a Hugging Face checkpoint
+(safetensors, tokenizer with chat template) and `training_log.json` with its curves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from persrm_core.judge_format import RenderLimits, render_messages
+from persrm_core.rationale import write_trace
+from persrm_core.rewards import verdict_reward
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@dataclass
+class TrainConfig:
+    learning_rate: float = 1e-3
+    epochs: float = 1.0
+    max_steps: int = -1  # overrides epochs when > 0
+    batch_size: int = 8
+    grad_accum: int = 1
+    max_length: int = 1024
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    seed: int = 0
+    bf16: bool = False
+    logging_steps: int = 5
+    deepspeed: str | None = None  # path to a DeepSpeed JSON config (launched under accelerate)
+
+
+@dataclass
+class GRPOSettings:
+    learning_rate: float = 5e-5
+    max_steps: int = 30
+    batch_size: int = 8  # completions per device step (a multiple of num_generations)
+    num_generations: int = 4
+    max_completion_length: int = 96
+    temperature: float = 1.0
+    beta: float = 0.0
+    seed: int = 0
+    bf16: bool = False
+    use_vllm: bool = False
+    logging_steps: int = 2
+    deepspeed: str | None = None
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def sft_rows(pairs: list[dict], limits: RenderLimits, count_tokens=None) -> list[dict]:
+    """Conversational prompt-completion rows: the judge input and the offline-written trace."""
+    rows = []
+    for p in pairs:
+        msgs = render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"], limits,
+                               count_tokens)
+        trace = write_trace(list(p["exemplars"])[: limits.max_exemplars], p["response_a"], p["response_b"],
+                            p["label"])
+        rows.append({"prompt": msgs, "completion": [{"role": "assistant", "content": trace}]})
+    return rows
+
+
+def token_counter(tokenizer):
+    def count(messages: list[dict]) -> int:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return count
+
+
+def _save_log(trainer, out_dir: Path, stage: str) -> list[dict]:
+    log = [dict(h, stage=stage) for h in trainer.state.log_history]
+    (out_dir / "training_log.json").write_text(json.dumps(log, indent=1))
+    return log
+
+
+def warmup_lm(model_dir: str | Path, texts: list[str], out_dir: str | Path, cfg: TrainConfig) -> list[dict]:
+    """A short causal-LM pass over raw exemplar texts so the tiny base knows the authors' words."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from persrm_core.model import load_model, load_tokenizer
+
+    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir)
+    args = SFTConfig(
+        output_dir=str(out_dir), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size, max_length=256,
+        logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
+        use_cpu=not _has_cuda(), bf16=cfg.bf16, warmup_steps=cfg.warmup_ratio, packing=True,
+        dataset_text_field="text", lr_scheduler_type="cosine",
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([{"text": t} for t in texts]),
+                         processing_class=tokenizer)
+    trainer.train()
+    out = Path(out_dir)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    return _save_log(trainer, out, "warmup")
+
+
+def train_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: TrainConfig,
+              limits: RenderLimits) -> list[dict]:
+    """TRL SFTTrainer on (judge input -> rationale + verdict), loss on the completion only."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from persrm_core.model import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, "bfloat16" if cfg.bf16 else "float32")
+    rows = sft_rows(train_pairs, limits, token_counter(tokenizer))
+    random.Random(cfg.seed).shuffle(rows)
+    args = SFTConfig(
+        output_dir=str(out_dir), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
+        completion_only_loss=True, logging_steps=cfg.logging_steps, save_strategy="no",
+        report_to="none", seed=cfg.seed, use_cpu=not _has_cuda(), bf16=cfg.bf16,
+        warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=cfg.weight_decay,
+        deepspeed=cfg.deepspeed,
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
+                         processing_class=tokenizer)
+    trainer.train()
+    out = Path(out_dir)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    return _save_log(trainer, out, "sft")
+
+
+def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: GRPOSettings,
+               limits: RenderLimits) -> list[dict]:
+    """TRL GRPOTrainer from the SFT checkpoint with the verifiable verdict reward."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    from persrm_core.model import load_model, load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, "bfloat16" if cfg.bf16 else "float32")
+    count = token_counter(tokenizer)
+    rows = [{"prompt": render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"],
+                                       limits, count),
+             "label": p["label"]} for p in train_pairs]
+    random.Random(cfg.seed).shuffle(rows)
+    args = GRPOConfig(
+        output_dir=str(out_dir), learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
+        per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
+        max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
+        logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
+        use_cpu=not _has_cuda(), bf16=cfg.bf16, use_vllm=cfg.use_vllm,
+        vllm_mode="colocate", deepspeed=cfg.deepspeed, log_completions=False,
+    )
+    trainer = GRPOTrainer(model=model, reward_funcs=[verdict_reward], args=args,
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
+    trainer.train()
+    out = Path(out_dir)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    return _save_log(trainer, out, "rft")

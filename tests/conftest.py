@@ -1,0 +1,29 @@
+"""Shared fixtures: one smoke-profile run of the whole chain, through Dagster, per test session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def smoke_root(tmp_path_factory) -> Path:
+    """A data root holding a copy of the bundled exemplars, materialized once on the smoke profile."""
+    from orchestration.runner import run_chain
+
+    root = tmp_path_factory.mktemp("smoke")
+    shutil.copytree(REPO / "data" / "raw", root / "data" / "raw")
+    result = run_chain(profile="smoke", root=str(root), progress=False)
+    assert result.success
+    root_result = root / "run_result.txt"
+    root_result.write_text("\n".join(str(e.event_type_value) for e in result.all_events))
+    return root
