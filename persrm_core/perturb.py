@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from persrm_core.style import EMOJI_RE, HEDGE_RE, measure, sentences
 
-Rule = Callable[[str, random.Random], "str | None"]
+Rule = Callable[..., "str | None"]
 
 EMOJI_POOL = ("😊", "🎉", "🙌", "✨", "🔥", "😂", "👍", "😍", "💯", "🙃")
 CONTRACTIONS = {
@@ -39,6 +39,7 @@ FORMAL_TO_PLAIN = {
     "nevertheless": "still", "prior to": "before", "subsequently": "then", "endeavour": "try",
 }
 PLAIN_TO_FORMAL = {v: k for k, v in reversed(list(FORMAL_TO_PLAIN.items()))}
+STARTS_WITH_I = re.compile(r"I\b")
 HEDGE_OPENERS = ("Perhaps", "Arguably", "It may be that", "To some extent,", "One might say")
 
 
@@ -58,8 +59,9 @@ def _swap_words(text: str, table: dict[str, str]) -> tuple[str, int]:
     return pattern.sub(repl, text), count
 
 
-def casing(text: str, rng: random.Random) -> str | None:
-    caps = measure(text)["capitals"]
+def casing(text: str, rng: random.Random, ref: str | None = None) -> str | None:
+    ref = text if ref is None else ref
+    caps = measure(ref)["capitals"]
     if caps < 1.0:  # lowercase writer -> sentence case, capital I
         out = re.sub(r"(^|[.!?]\s+|\n)([a-z])", lambda m: m.group(1) + m.group(2).upper(), text)
         out = re.sub(r"\bi\b", "I", out)
@@ -67,9 +69,10 @@ def casing(text: str, rng: random.Random) -> str | None:
     return text.lower()
 
 
-def exclamations(text: str, rng: random.Random) -> str | None:
-    if "!" in text:
-        return re.sub(r"!+", ".", text)
+def exclamations(text: str, rng: random.Random, ref: str | None = None) -> str | None:
+    ref = text if ref is None else ref
+    if "!" in ref:
+        return re.sub(r"!+", ".", text) if "!" in text else None
     ends = [m.start() for m in re.finditer(r"\.(?=\s|$)", text)]
     if len(ends) < 2:
         return None
@@ -77,8 +80,9 @@ def exclamations(text: str, rng: random.Random) -> str | None:
     return "".join("!" if i in chosen else c for i, c in enumerate(text))
 
 
-def emoji(text: str, rng: random.Random) -> str | None:
-    if EMOJI_RE.search(text):
+def emoji(text: str, rng: random.Random, ref: str | None = None) -> str | None:
+    ref = text if ref is None else ref
+    if EMOJI_RE.search(ref):
         out = re.sub(r" ?" + EMOJI_RE.pattern + "+", "", text)
         return re.sub(r"[ \t]{2,}", " ", out).strip()
     sents = sentences(text)
@@ -88,19 +92,22 @@ def emoji(text: str, rng: random.Random) -> str | None:
     return " ".join(s + (" " + rng.choice(EMOJI_POOL) if i in picks else "") for i, s in enumerate(sents))
 
 
-def contractions(text: str, rng: random.Random) -> str | None:
+def contractions(text: str, rng: random.Random, ref: str | None = None) -> str | None:
+    ref = text if ref is None else ref
     expanded, n = _swap_words(text.replace("’", "'"), EXPANSIONS)
     if n >= 1:
-        return expanded
+        # "im" -> "I am" would add capitals to a lowercase writer's text
+        return expanded.replace("I ", "i ") if measure(ref)["capitals"] < 1.0 else expanded
     contracted, n = _swap_words(text, CONTRACTIONS)
     return contracted if n >= 2 else None
 
 
-def sentence_length(text: str, rng: random.Random) -> str | None:
+def sentence_length(text: str, rng: random.Random, ref: str | None = None) -> str | None:
+    ref = text if ref is None else ref
     sents = sentences(text)
     if len(sents) < 2:
         return None
-    mean_len = sum(len(s.split()) for s in sents) / len(sents)
+    mean_len = measure(ref)["sentence_length"]
     if mean_len >= 12:  # long sentences -> split at commas and conjunctions
         out = re.sub(r",\s+(and|but|which|so)\s+(\w)", lambda m: ". " + m.group(2).upper(), text)
         out = re.sub(r";\s+(\w)", lambda m: ". " + m.group(1).upper(), out)
@@ -109,7 +116,7 @@ def sentence_length(text: str, rng: random.Random) -> str | None:
     while i < len(sents):
         if i + 1 < len(sents):
             a, b = sents[i].rstrip(".!?"), sents[i + 1]
-            b = b[0].lower() + b[1:] if b[:1].isupper() and not b.startswith("I ") else b
+            b = b[0].lower() + b[1:] if b[:1].isupper() and not STARTS_WITH_I.match(b) else b
             merged.append(f"{a}, and {b}")
             i += 2
         else:
@@ -118,13 +125,15 @@ def sentence_length(text: str, rng: random.Random) -> str | None:
     return " ".join(merged)
 
 
-def hedging(text: str, rng: random.Random) -> str | None:
-    if len(HEDGE_RE.findall(text)) >= 2:
+def hedging(text: str, rng: random.Random, ref: str | None = None) -> str | None:
+    ref = text if ref is None else ref
+    if len(HEDGE_RE.findall(ref)) >= 2:
         out = re.sub(r"\b(perhaps|arguably|possibly|somewhat|seemingly|apparently|presumably),?\s+",
                      "", text, flags=re.IGNORECASE)
         out = re.sub(r"\b(to some extent|it seems|in some ways),?\s*", "", out, flags=re.IGNORECASE)
         out = re.sub(r"\b(might|may|could)\b", "will", out)
-        out = re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), out)
+        if measure(ref)["capitals"] >= 1.0:  # re-capitalise sentence starts, unless a lowercase writer
+            out = re.sub(r"(^|[.!?]\s+)([a-z])", lambda m: m.group(1) + m.group(2).upper(), out)
         return out if out != text else None
     sents = sentences(text)
     if len(sents) < 2:
@@ -133,13 +142,20 @@ def hedging(text: str, rng: random.Random) -> str | None:
     out = []
     for i, s in enumerate(sents):
         if i in picks and s[:1].isalpha():
-            first = s if s.startswith("I ") else s[0].lower() + s[1:]
-            s = f"{rng.choice(HEDGE_OPENERS)} {first}"
+            # The opener takes over the sentence's capital (or its lack), so hedging never
+            # changes how much of the text is capitalised.
+            opener = rng.choice(HEDGE_OPENERS)
+            if s[0].isupper() and not STARTS_WITH_I.match(s):
+                s = f"{opener} {s[0].lower()}{s[1:]}"
+            elif s[0].isupper():
+                s = f"{opener} {s}"
+            else:
+                s = f"{opener[0].lower()}{opener[1:]} {s}"
         out.append(s)
     return " ".join(out)
 
 
-def register(text: str, rng: random.Random) -> str | None:
+def register(text: str, rng: random.Random, ref: str | None = None) -> str | None:
     plain, n_formal = _swap_words(text, FORMAL_TO_PLAIN)
     if n_formal >= 2:
         return plain
@@ -158,16 +174,27 @@ RULES: dict[str, Rule] = {
 }
 
 
+# The measured factor each rule moves (register has no single measure of its own).
+MEASURED_BY = {"casing": "capitals", "exclamations": "exclamations", "emoji": "emoji",
+               "contractions": "contractions", "sentence_length": "sentence_length", "hedging": "hedges"}
+
+
 def perturb(text: str, rng: random.Random, n_factors: int = 2,
             factors: list[str] | None = None) -> tuple[str, list[str]] | None:
-    """Apply up to `n_factors` applicable rules in random order; None if none changes the text."""
+    """Apply up to `n_factors` applicable rules in random order; None if none changes the text.
+    Every rule takes its direction from the original text (so hedging's capitalised openers do
+    not flip the casing rule), and a factor is reported only if its measure differs between
+    `text` and the result."""
     names = list(factors or RULES)
     rng.shuffle(names)
     out, applied = text, []
     for name in names:
         if len(applied) == n_factors:
             break
-        new = RULES[name](out, rng)
+        new = RULES[name](out, rng, ref=text)  # each rule's direction follows the original text
         if new is not None and new.strip() and new != out:
             out, applied = new, applied + [name]
+    before, after = measure(text), measure(out)
+    applied = [a for a in applied if a not in MEASURED_BY or
+               abs(before[MEASURED_BY[a]] - after[MEASURED_BY[a]]) > 1e-9]
     return (out, sorted(applied)) if applied else None

@@ -18,7 +18,9 @@ EMOJI_RE = re.compile(
     "[\U0001F300-\U0001FAFF\U00002600-\U000027BF\U0001F000-\U0001F02F\U0001F0A0-\U0001F0FF"
     "\U0001F100-\U0001F1FF\U00002B00-\U00002BFF\U0000FE0F]"
 )
-CONTRACTION_RE = re.compile(r"\b[A-Za-z]+['’](?:t|s|re|ve|ll|d|m)\b", re.IGNORECASE)
+# With an apostrophe, or the apostrophe-less forms informal writers use ("dont", "im").
+CONTRACTION_RE = re.compile(r"\b(?:[A-Za-z]+['’](?:t|s|re|ve|ll|d|m)|dont|cant|wont|didnt|isnt|doesnt|im|ive)\b",
+                            re.IGNORECASE)
 HEDGES = (
     "perhaps", "arguably", "possibly", "somewhat", "might", "may", "could", "seemingly",
     "apparently", "likely", "probably", "presumably", "to some extent", "it seems", "it may be",

@@ -65,6 +65,7 @@ def split_text(text: str, cfg: SynthesisConfig) -> tuple[str, str] | None:
     if len(words) < cfg.min_prompt_words + cfg.min_response_words:
         return None
     target = min(max(int(len(words) * cfg.prompt_fraction), cfg.min_prompt_words), cfg.max_prompt_words)
+    target = min(target, len(words) - cfg.min_response_words)
     cut, count = None, 0
     for piece in SENTENCE_END_RE.split(text.strip()):
         count += len(piece.split())

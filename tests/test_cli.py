@@ -1,0 +1,104 @@
+"""The `persrm` command line as a user runs it: exit codes, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from orchestration.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _pairs_jsonl(smoke_root: Path, out: Path, n: int = 6) -> Path:
+    import polars as pl
+
+    cols = ["pair_id", "author_id", "exemplars", "prompt", "response_a", "response_b", "label", "negative_type"]
+    rows = pl.read_parquet(smoke_root / "data/corpus/eval.parquet").select(cols).head(n).to_dicts()
+    out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return out
+
+
+def test_ingest_directory_per_author_writes_exemplar_jsonl(tmp_path, capsys):
+    out = tmp_path / "ex.jsonl"
+    assert main(["ingest", str(REPO / "data/raw"), "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 260
+    assert {r["author_id"] for r in rows} >= {"terse_engineer", "emoji_enthusiast"}
+    assert all(r["text"].strip() and r["source"].endswith(".txt") for r in rows)
+    assert "wrote 260 exemplars by 10 authors" in capsys.readouterr().out
+
+
+def test_ingest_bad_record_exits_nonzero_with_one_line_and_writes_nothing(tmp_path, capsys):
+    src = tmp_path / "bad.jsonl"
+    src.write_text('{"author_id": "a", "text": "one"}\n{"author_id": "a", "text": 7}\n')
+    out = tmp_path / "out.jsonl"
+    assert main(["ingest", str(src), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert f"{src}:line 2" in err[0] and "'text' must be a string" in err[0]
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == [src]  # no temporary file left behind either
+
+
+def test_ingest_as_a_subprocess_reports_the_file(tmp_path):
+    src = tmp_path / "authors.json"
+    src.write_text('{"ann": [{"prompt": "Hi", "output": "there"}]')  # truncated JSON
+    proc = subprocess.run([sys.executable, "-m", "orchestration.cli", "ingest", str(src), "--out",
+                           str(tmp_path / "o.jsonl")], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 2
+    assert str(src) in proc.stderr and "invalid JSON" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_judge_with_checkpoint_writes_one_judgment_per_pair(smoke_root, tmp_path):
+    pairs = _pairs_jsonl(smoke_root, tmp_path / "pairs.jsonl")
+    out = tmp_path / "judged.jsonl"
+    rc = main(["judge", "--model", str(smoke_root / "data/models/sft"), "--pairs", str(pairs), "--out", str(out),
+               "--profile", "smoke"])
+    assert rc == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    want = [json.loads(line)["pair_id"] for line in pairs.read_text().splitlines()]
+    assert [g["pair_id"] for g in got] == want
+    for g in got:
+        assert g["choice"] in ("A", "B", None)
+        assert (g["scores"] is None) == (g["choice"] is None)
+        assert isinstance(g["rationale"], str)
+
+
+@pytest.mark.parametrize("baseline", ["random", "length", "stylometric"])
+def test_judge_with_baseline(smoke_root, tmp_path, baseline):
+    pairs = _pairs_jsonl(smoke_root, tmp_path / "pairs.jsonl")
+    out = tmp_path / "judged.jsonl"
+    assert main(["judge", "--baseline", baseline, "--pairs", str(pairs), "--out", str(out)]) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(got) == 6 and all(g["choice"] in ("A", "B") for g in got)
+
+
+def test_judge_refuses_bad_pair_file_before_any_work(smoke_root, tmp_path, capsys):
+    pairs = tmp_path / "pairs.jsonl"
+    good = _pairs_jsonl(smoke_root, tmp_path / "good.jsonl", n=1).read_text()
+    pairs.write_text(good + good.replace('"label": "A"', '"label": "C"').replace('"label": "B"', '"label": "C"'))
+    out = tmp_path / "judged.jsonl"
+    rc = main(["judge", "--model", str(smoke_root / "data/models/sft"), "--pairs", str(pairs), "--out", str(out)])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"{pairs}:line 2" in err
+    assert not out.exists()
+
+
+def test_evaluate_writes_metrics_and_report(smoke_root, tmp_path):
+    pairs = _pairs_jsonl(smoke_root, tmp_path / "pairs.jsonl")
+    out = tmp_path / "report"
+    rc = main(["evaluate", "--model", str(smoke_root / "data/models/rft"), "--pairs", str(pairs),
+               "--out", str(out), "--profile", "smoke", "--both-orders"])
+    assert rc == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["judges"]) == {"model", "random", "length"}
+    assert metrics["judges"]["model"]["n"] == 6
+    assert metrics["judges"]["model"]["position_consistency"] is not None
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
