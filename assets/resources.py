@@ -6,7 +6,7 @@ import os
 from dagster import ConfigurableResource
 from pydantic import Field
 
-from persrm_core.config import DEFAULT_PARAMS, REPO_ROOT, Settings, load_settings
+from persrm_core.config import Settings, load_settings
 
 
 class PersrmConfig(ConfigurableResource):
@@ -14,9 +14,11 @@ class PersrmConfig(ConfigurableResource):
 
     profile: str = Field(default_factory=lambda: os.environ.get("PERSRM_PROFILE", ""),
                          description="Profile in params.yaml (smoke, default, gpu); empty = params' own default.")
-    params_path: str = Field(default=str(DEFAULT_PARAMS), description="Path to params.yaml.")
-    root: str = Field(default=str(REPO_ROOT), description="Root that relative artifact paths resolve against.")
+    params_path: str = Field(default="", description="Path to params.yaml; empty = $PERSRM_PARAMS, "
+                             "./params.yaml, or the repository's.")
+    root: str = Field(default="", description="Root that relative artifact paths resolve against; "
+                      "empty = the directory of params.yaml.")
     progress: bool = Field(default=True, description="Show progress bars on long steps.")
 
     def settings(self) -> Settings:
-        return load_settings(self.profile or None, self.params_path, self.root)
+        return load_settings(self.profile or None, self.params_path or None, self.root or None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,14 @@ from persrm_core.synthesis import SynthesisConfig
 from persrm_core.training import GRPOSettings, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_PARAMS = REPO_ROOT / "params.yaml"
+
+
+def default_params_path() -> Path:
+    """$PERSRM_PARAMS, else ./params.yaml (a project checkout run from its root), else the repo's."""
+    if env := os.environ.get("PERSRM_PARAMS"):
+        return Path(env)
+    cwd = Path.cwd() / "params.yaml"
+    return cwd if cwd.is_file() else REPO_ROOT / "params.yaml"
 
 
 @dataclass
@@ -85,8 +93,9 @@ def _build(cls, data: dict, where: str, params_path: Path):
 
 def load_settings(profile: str | None = None, params_path: str | Path | None = None,
                   root: str | Path | None = None, overrides: dict | None = None) -> Settings:
-    """Settings of `profile` from `params_path`; relative paths resolve against `root`."""
-    params_path = Path(params_path or DEFAULT_PARAMS)
+    """Settings of `profile` from `params_path`; relative paths resolve against `root`
+    (by default the directory holding the params file)."""
+    params_path = Path(params_path or default_params_path()).resolve()
     try:
         params = yaml.safe_load(params_path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -98,7 +107,7 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
     if profile not in profiles:
         raise InputError(params_path, f"unknown profile {profile!r} (known: {', '.join(profiles)})", "profiles")
     merged = _merge(_merge(params.get("defaults", {}), profiles[profile] or {}), overrides or {})
-    root = Path(root) if root else REPO_ROOT
+    root = Path(root) if root else params_path.parent
     paths = Paths(**{k: (Path(v) if Path(v).is_absolute() else root / v) for k, v in params["paths"].items()})
     seed = int(merged.get("seed", 0))
     syn = dict(merged["synthesis"])
