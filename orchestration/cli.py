@@ -67,6 +67,21 @@ def _judge(args, pairs, s) -> list[dict]:
     return judge.judge(pairs, both_orders=args.both_orders)
 
 
+def _print_summary(args) -> None:
+    import json
+
+    from persrm_core.config import load_settings
+    from persrm_core.report import headline_rows, markdown_table, verdict_sentences
+
+    s = load_settings(args.profile, args.params)
+    metrics = json.loads((s.paths.report / "metrics.json").read_text())
+    print("\n" + markdown_table(headline_rows(metrics)))
+    for sentence in verdict_sentences(metrics):
+        print(f"- {sentence}")
+    print(f"\nReport: {s.paths.report / 'report.html'} (and report.md, metrics.json)")
+    print(f"Checkpoints: {s.paths.sft}, {s.paths.rft}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -78,9 +93,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args) -> int:
     if args.command == "run":
-        from orchestration.runner import run_chain
+        from orchestration.runner import failures, run_chain
 
         result = run_chain(profile=args.profile, select=args.select, params_path=args.params)
+        for line in failures(result):
+            print(f"persrm run: error: {line}", file=sys.stderr)
+        if result.success and (not args.select or "eval_report" in args.select):
+            _print_summary(args)
         return 0 if result.success else 1
 
     if args.command == "ingest":

@@ -27,5 +27,19 @@ def run_chain(profile: str | None = None, select: list[str] | None = None, param
     return materialize(
         [*ALL_ASSETS, *ALL_CHECKS], selection=select or None, instance=instance,
         resources={"persrm": PersrmConfig(**resource_kwargs)},
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         tags={"persrm/profile": profile or "default", "persrm/launched_by": "persrm run"},
+        raise_on_error=False,
     )
+
+
+def failures(result) -> list[str]:
+    """One line per failed step: the asset and the root cause's message."""
+    lines = []
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None:
+                error = error.cause
+            lines.append(f"asset {event.step_key} failed: {error.message.strip()}")
+    return lines

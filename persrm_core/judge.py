@@ -7,6 +7,7 @@ may be asked to read each pair in both A/B orders; the swapped reading is mapped
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -55,8 +56,7 @@ class ModelJudge:
         max_ctx = getattr(self.model.config, "max_position_embeddings", 2048)
         budget = max_ctx - gen.max_new_tokens
         if limits.max_prompt_tokens is None or limits.max_prompt_tokens > budget:
-            self.limits = RenderLimits(limits.max_exemplars, limits.max_exemplar_words,
-                                       limits.max_response_words, budget)
+            self.limits = dataclasses.replace(limits, max_prompt_tokens=budget)
 
     def _count(self, msgs: list[dict]) -> int:
         text = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)

@@ -13,6 +13,7 @@ verdict that names both or neither response make the output invalid.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ class RenderLimits:
     max_exemplar_words: int = 80
     max_response_words: int = 120
     max_prompt_tokens: int | None = None
+    evidence: bool = True  # show the measured style evidence (persrm_core.evidence) to the judge
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def _cut(text: str, n_words: int) -> str:
 
 
 def user_message(exemplars: Sequence[str], prompt: str, response_a: str, response_b: str,
-                 limits: RenderLimits = RenderLimits()) -> str:
+                 limits: RenderLimits = RenderLimits(), evidence: str | None = None) -> str:
     lines = ["Exemplars by the author:"]
     for i, ex in enumerate(exemplars[: limits.max_exemplars], start=1):
         lines.append(f"[{i}] {_cut(ex, limits.max_exemplar_words)}")
@@ -65,6 +67,7 @@ def user_message(exemplars: Sequence[str], prompt: str, response_a: str, respons
         f"Prompt: {_cut(prompt, limits.max_response_words)}",
         f"Response A: {_cut(response_a, limits.max_response_words)}",
         f"Response B: {_cut(response_b, limits.max_response_words)}",
+        *([evidence] if evidence else []),
         QUESTION,
     ]
     return "\n".join(lines)
@@ -72,20 +75,28 @@ def user_message(exemplars: Sequence[str], prompt: str, response_a: str, respons
 
 def render_messages(exemplars: Sequence[str], prompt: str, response_a: str, response_b: str,
                     limits: RenderLimits = RenderLimits(),
-                    count_tokens: Callable[[list[dict]], int] | None = None) -> list[dict]:
-    """The judge's input as chat messages, cut to fit `limits` (see RenderLimits)."""
+                    count_tokens: Callable[[list[dict]], int] | None = None,
+                    readings: list | None = None) -> list[dict]:
+    """The judge's input as chat messages, cut to fit `limits` (see RenderLimits). The style
+    evidence, when shown, is measured on the first `max_exemplars` exemplars in full."""
+    evidence = None
+    if limits.evidence:
+        from persrm_core.evidence import evidence_block, read_pair
+
+        if readings is None:
+            readings = read_pair(list(exemplars)[: limits.max_exemplars], response_a, response_b)
+        evidence = evidence_block(readings)
     lim = limits
     while True:
         msgs = [{"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": user_message(exemplars, prompt, response_a, response_b, lim)}]
+                {"role": "user", "content": user_message(exemplars, prompt, response_a, response_b, lim, evidence)}]
         if count_tokens is None or lim.max_prompt_tokens is None or count_tokens(msgs) <= lim.max_prompt_tokens:
             return msgs
         if lim.max_exemplars > 1 and len(exemplars) > 1:
-            lim = RenderLimits(min(lim.max_exemplars, len(exemplars)) - 1, lim.max_exemplar_words,
-                               lim.max_response_words, lim.max_prompt_tokens)
+            lim = dataclasses.replace(lim, max_exemplars=min(lim.max_exemplars, len(exemplars)) - 1)
         elif lim.max_exemplar_words > 8 or lim.max_response_words > 8:
-            lim = RenderLimits(1, max(lim.max_exemplar_words // 2, 8), max(lim.max_response_words // 2, 8),
-                               lim.max_prompt_tokens)
+            lim = dataclasses.replace(lim, max_exemplars=1, max_exemplar_words=max(lim.max_exemplar_words // 2, 8),
+                                      max_response_words=max(lim.max_response_words // 2, 8))
         else:
             return msgs
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 
 from tqdm.auto import tqdm
 
-from persrm_core.perturb import perturb
+from persrm_core.perturb import MEASURED_BY, perturb
+from persrm_core.style import measure
 from persrm_core.records import Exemplar
 
 TRAIN, EVAL_SEEN, EVAL_UNSEEN = "train", "eval_seen", "eval_unseen"
@@ -88,11 +89,24 @@ def _cap_words(text: str, max_words: int) -> str:
 
 
 def equalize_length(a: str, b: str) -> tuple[str, str]:
-    """Cut both texts to the shorter one's word count, so length says nothing about which
-    one a rule rewrote (rules that add emoji or hedges would otherwise make the negative longer)."""
-    wa, wb = a.split(), b.split()
-    n = min(len(wa), len(wb))
-    return (a if len(wa) == n else " ".join(wa[:n])), (b if len(wb) == n else " ".join(wb[:n]))
+    """Cut the longer text (in characters) at the word boundary nearest the shorter one's length
+    (its own end counts as a boundary), so length says nothing about which one a rule rewrote
+    (rules that add emoji or hedges would otherwise make the negative longer)."""
+    if len(a) == len(b):
+        return a, b
+    short, long_ = (a, b) if len(a) < len(b) else (b, a)
+    bounds = [i for i, c in enumerate(long_) if c.isspace()] + [len(long_)]
+    cut = min(bounds, key=lambda i: (abs(i - len(short)), -i))
+    cut_text = long_[:cut].rstrip() or long_
+    return (short, cut_text) if short is a else (cut_text, short)
+
+
+def still_perturbed(chosen: str, rejected: str, factors: list[str]) -> list[str]:
+    """The factors whose measure still differs between the two texts (register, which has no
+    measure of its own, counts while the texts differ)."""
+    mc, mr = measure(chosen), measure(rejected)
+    return [f for f in factors if (mc[MEASURED_BY[f]] != mr[MEASURED_BY[f]] if f in MEASURED_BY
+                                   else chosen != rejected)]
 
 
 def plan_splits(exemplars: list[Exemplar], cfg: SynthesisConfig) -> dict[str, str]:
@@ -167,6 +181,9 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
                 chosen = task.continuation
                 if strategy == "rule_perturbation":
                     chosen, rejected = equalize_length(chosen, rejected)
+                    factors = still_perturbed(chosen, rejected, factors)
+                    if not factors:  # the cut removed every change (e.g. an emoji at the very end)
+                        continue
                 rows.append({
                     "pair_id": f"{task.author_id}-{task.text_id}-{strategy}-{k}",
                     "author_id": task.author_id,

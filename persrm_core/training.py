@@ -13,6 +13,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
 from persrm_core.judge_format import RenderLimits, render_messages
 from persrm_core.rationale import write_trace
 from persrm_core.rewards import verdict_reward
@@ -60,12 +62,15 @@ def _has_cuda() -> bool:
 
 def sft_rows(pairs: list[dict], limits: RenderLimits, count_tokens=None) -> list[dict]:
     """Conversational prompt-completion rows: the judge input and the offline-written trace."""
+    from persrm_core.evidence import read_pair
+
     rows = []
-    for p in pairs:
+    for p in tqdm(pairs, desc="writing traces", unit="pair", disable=len(pairs) < 200):
+        exemplars = list(p["exemplars"])[: limits.max_exemplars]
+        readings = read_pair(exemplars, p["response_a"], p["response_b"])
         msgs = render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"], limits,
-                               count_tokens)
-        trace = write_trace(list(p["exemplars"])[: limits.max_exemplars], p["response_a"], p["response_b"],
-                            p["label"])
+                               count_tokens, readings if limits.evidence else None)
+        trace = write_trace(exemplars, p["response_a"], p["response_b"], p["label"], readings=readings)
         rows.append({"prompt": msgs, "completion": [{"role": "assistant", "content": trace}]})
     return rows
 

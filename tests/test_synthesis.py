@@ -8,7 +8,7 @@ from collections import Counter, defaultdict
 import pytest
 from synthetic_corpus import make_corpus
 
-from persrm_core.perturb import RULES
+from persrm_core.perturb import MEASURED_BY, RULES
 from persrm_core.records import Exemplar
 from persrm_core.synthesis import (
     EVAL_SEEN,
@@ -19,8 +19,10 @@ from persrm_core.synthesis import (
     equalize_length,
     plan_splits,
     split_text,
+    still_perturbed,
     text_id,
 )
+from persrm_core.style import measure
 
 CFG = SynthesisConfig(seed=7)
 
@@ -166,23 +168,181 @@ def test_build_pairs_chosen_response_is_the_authors_own_continuation(pairs, text
         assert r["prompt"] == prompt
         if r["negative_type"] == "cross_author":
             assert chosen(r) == cont
-        else:  # rule pairs are cut to equal length: the chosen is the continuation's opening words
-            n = len(chosen(r).split())
-            assert chosen(r).split() == cont.split()[:n]
-            assert n >= CFG.min_response_words * 0.75
+        else:  # rule pairs are cut to equal length: the chosen is an opening of the continuation,
+            # ending at a word boundary
+            assert cont.startswith(chosen(r))
+            assert chosen(r) == cont or cont[len(chosen(r))].isspace()
+            assert len(chosen(r).split()) >= CFG.min_response_words * 0.75
         assert rejected(r) != chosen(r)
 
 
-def test_build_pairs_rule_perturbation_responses_have_equal_word_counts(pairs):
+def test_build_pairs_rule_perturbation_responses_have_nearly_equal_character_lengths(pairs, texts):
     rule = [r for r in pairs if r["negative_type"] == "rule_perturbation"]
+    assert len(rule) >= 10
+    n_chosen_cut = n_rejected_cut = 0
     for r in rule:
-        assert len(r["response_a"].split()) == len(r["response_b"].split()), r["pair_id"]
+        c, j = chosen(r), rejected(r)
+        cont = split_text(texts[r["chosen_source"]].text, CFG)[1]
+        # only the longer text is cut, at a word boundary: the gap is under one word's length
+        longest_word = max(len(w) for w in (c + " " + j).split())
+        assert abs(len(c) - len(j)) <= longest_word, r["pair_id"]
+        assert abs(len(c) - len(j)) <= 0.05 * max(len(c), len(j)), r["pair_id"]
+        if c != cont:  # the author's text was the longer one and was cut to the negative's length
+            n_chosen_cut += 1
+            assert len(c) < len(cont) and len(j) < len(cont)
+        else:
+            n_rejected_cut += 1
+            assert len(j) <= len(c) + longest_word
+    assert n_chosen_cut and n_rejected_cut  # both directions occur on this corpus
 
 
-def test_equalize_length_cuts_the_longer_text_to_the_shorter_word_count():
-    assert equalize_length("a b c d", "x y") == ("a b", "x y")
-    assert equalize_length("a  b", "x y z") == ("a  b", "x y")  # the shorter text is untouched
+# --- equalize_length -----------------------------------------------------------------------------
+
+def check_equalized(a: str, b: str) -> None:
+    """Assert the documented contract of equalize_length on one pair."""
+    out = equalize_length(a, b)
+    if len(a) == len(b):
+        assert out == (a, b)
+        return
+    short_first = len(a) < len(b)
+    short, long_ = (a, b) if short_first else (b, a)
+    kept, cut = out if short_first else out[::-1]
+    assert kept == short  # the shorter text is untouched and keeps its position
+    assert long_.startswith(cut) and cut.strip()  # a non-empty opening of the longer text...
+    boundaries = [i for i, ch in enumerate(long_) if ch.isspace()] + [len(long_)]
+    if cut == long_:  # kept whole: the end was nearest, or the nearest cut left only whitespace
+        raw_cuts = [len(long_)] + [i for i in boundaries if not long_[:i].strip()]
+    else:  # ...that ends where a word ends, without trailing whitespace
+        assert cut == cut.rstrip() and long_[len(cut)].isspace()
+        raw_cuts = [i for i in boundaries if long_[:i].rstrip() == cut]  # rstrip may have shortened it
+    # the raw cut is the boundary (whitespace or the end) nearest the shorter text's length,
+    # the later one on a tie
+    best = min(abs(i - len(short)) for i in boundaries)
+    chosen_cut = max(i for i in boundaries if abs(i - len(short)) == best)
+    assert chosen_cut in raw_cuts, (chosen_cut, raw_cuts)
+    pos = chosen_cut
+    gap = abs(pos - len(short))
+    # so the gap is at most half the word (or whitespace-free stretch) around the shorter length
+    below = max([i for i in boundaries if i <= len(short)], default=None)
+    above = min(i for i in boundaries if i >= len(short))
+    assert gap == above - len(short) if below is None else gap <= (above - below) // 2
+
+
+def test_equalize_length_cuts_the_longer_text_at_the_nearest_word_boundary():
+    # "one two three four" has boundaries at 3, 7, 13 and its end 18; an 11-character text is nearest 13
+    assert equalize_length("one two three four", "abcdefghijk") == ("one two three", "abcdefghijk")
+    assert equalize_length("abcdefghijk", "one two three four") == ("abcdefghijk", "one two three")
+    # a 9-character text is nearest 7
+    assert equalize_length("one two three four", "abcdefghi") == ("one two", "abcdefghi")
+    # any whitespace is a boundary, not only spaces
+    assert equalize_length("one\ttwo three", "abcd") == ("one", "abcd")
+    assert equalize_length("abcd", "one\ntwo three") == ("abcd", "one")
+
+
+def test_equalize_length_counts_the_end_of_the_longer_text_as_a_boundary():
+    # boundaries at 1 and the end (11): a 9-character text is nearer keeping the whole text
+    assert equalize_length("abcdefghi", "a bcdefghij") == ("abcdefghi", "a bcdefghij")
+    assert equalize_length("a bcdefghij", "abcdefghi") == ("a bcdefghij", "abcdefghi")
+    # nearer the space at 1 than the end at 11: cut there
+    assert equalize_length("ab", "a bcdefghij") == ("ab", "a")
+
+
+def test_equalize_length_prefers_the_later_boundary_on_a_tie():
+    # "abc def ghij": boundaries 3, 7 and 12; length 5 is 2 from both 3 and 7
+    assert equalize_length("12345", "abc def ghij") == ("12345", "abc def")
+    # "abc defghij": boundaries 3 and the end 11; length 7 is 4 from both: the whole text stays
+    assert equalize_length("1234567", "abc defghij") == ("1234567", "abc defghij")
+    # "x y z w": boundaries 1, 3, 5 and 7; length 4 is 1 from both 3 and 5
+    assert equalize_length("a  b", "x y z w") == ("a  b", "x y z")
+
+
+def test_equalize_length_strips_trailing_whitespace_and_keeps_the_text_whole_if_nothing_is_left():
+    # boundaries 2, 3, 4 and 11: cut at 4 gives "ab  ", stripped to "ab"
+    assert equalize_length("wxyz", "ab   cdefgh") == ("wxyz", "ab")
+    # the nearest boundary (1) leaves only whitespace: the longer text is kept whole
+    assert equalize_length("a", "   abcdef") == ("a", "   abcdef")
+    assert equalize_length("   abcdef", "a") == ("   abcdef", "a")
+
+
+def test_equalize_length_keeps_the_shorter_text_untouched_and_equal_lengths_unchanged():
+    assert equalize_length("x y z w", "a\nb") == ("x y", "a\nb")
     assert equalize_length("a b", "x y") == ("a b", "x y")
+    assert equalize_length("same text", "also nine") == ("same text", "also nine")
+    assert equalize_length("a b ", "x y z w") == ("a b ", "x y z")  # whitespace of the shorter stays
+
+
+def test_equalize_length_contract_holds_on_many_random_pairs():
+    import random
+
+    rng = random.Random(0)
+    vocab = ["a", "an", "cat", "tree", "house", "running", "yesterday", "🎉", "it's", "extraordinary"]
+    seps = [" "] * 6 + ["  ", "\n", "\t"]
+    n_whole = n_cut = 0
+    for _ in range(500):
+        texts = []
+        for _ in range(2):
+            words = [rng.choice(vocab) for _ in range(rng.randint(1, 30))]
+            texts.append("".join(w + rng.choice(seps) for w in words[:-1]) + words[-1])
+        a, b = texts
+        check_equalized(a, b)
+        longer = max(a, b, key=len)
+        n_whole += longer in equalize_length(a, b)
+        n_cut += longer not in equalize_length(a, b)
+    assert n_whole > 10 and n_cut > 100  # both outcomes are exercised
+
+
+def test_equalize_length_on_a_rule_perturbation_cuts_only_at_a_boundary(corpus):
+    import random
+
+    from persrm_core.perturb import perturb
+
+    rng = random.Random(5)
+    checked = 0
+    for ex in corpus:
+        cont = split_text(ex.text, CFG)[1]
+        made = perturb(cont, rng, n_factors=2)
+        if made is None:
+            continue
+        check_equalized(cont, made[0])
+        c, j = equalize_length(cont, made[0])
+        assert cont.startswith(c) and made[0].startswith(j)
+        assert c == cont or j == made[0]  # only one of the two is cut
+        checked += 1
+    assert checked >= 20
+
+
+# --- still_perturbed -----------------------------------------------------------------------------
+
+def test_still_perturbed_keeps_only_factors_whose_measure_still_differs():
+    plain = "we went home early. it was late and cold."
+    loud = "WE WENT HOME EARLY!!! it was late and cold."
+    mp, ml = measure(plain), measure(loud)
+    assert mp["capitals"] != ml["capitals"] and mp["exclamations"] != ml["exclamations"]
+    assert mp["emoji"] == ml["emoji"] and mp["hedges"] == ml["hedges"]
+    factors = ["casing", "emoji", "exclamations", "hedging"]
+    assert still_perturbed(plain, loud, factors) == ["casing", "exclamations"]  # order kept
+    assert still_perturbed(plain, loud, ["exclamations", "casing"]) == ["exclamations", "casing"]
+    assert still_perturbed(plain, loud, ["emoji"]) == []
+    assert still_perturbed(plain, plain, factors) == []
+    assert still_perturbed(plain, loud, []) == []
+
+
+def test_still_perturbed_counts_register_while_the_texts_differ():
+    assert "register" not in MEASURED_BY and "register" in RULES
+    a = "we went home early. it was late."
+    b = "we returned home early. it was late."
+    assert still_perturbed(a, b, ["register"]) == ["register"]
+    assert still_perturbed(a, a, ["register"]) == []
+    assert still_perturbed(a, b, ["register", "emoji"]) == ["register"]
+
+
+def test_still_perturbed_drops_a_change_that_equalize_length_cut_away():
+    text = "we walked to the station and waited for the late train home tonight"
+    with_emoji = text + " 🎉"
+    assert still_perturbed(text, with_emoji, ["emoji"]) == ["emoji"]
+    c, j = equalize_length(text, with_emoji)
+    assert (c, j) == (text, text)  # the trailing emoji was the only change, and the cut removes it
+    assert still_perturbed(c, j, ["emoji"]) == []
 
 
 def test_build_pairs_label_a_share_is_half_within_one_pair_per_split(pairs):
@@ -214,6 +374,58 @@ def test_build_pairs_rule_perturbation_names_the_factors_it_changed(pairs):
         assert 1 <= len(r["perturbed_factors"]) <= CFG.perturb_factors
         assert set(r["perturbed_factors"]) <= set(RULES)
         assert r["perturbed_factors"] == sorted(r["perturbed_factors"])
+
+
+def check_rule_pairs_still_perturbed(pairs: list[dict]) -> None:
+    """Every rule pair names at least one factor, and each named factor really differs between
+    its (length-equalized) chosen and rejected responses."""
+    rule = [r for r in pairs if r["negative_type"] == "rule_perturbation"]
+    assert len(rule) >= 10
+    n_measured = 0
+    for r in rule:
+        c, j = chosen(r), rejected(r)
+        assert r["perturbed_factors"], r["pair_id"]
+        mc, mj = measure(c), measure(j)
+        for f in r["perturbed_factors"]:
+            if f in MEASURED_BY:
+                n_measured += 1
+                assert mc[MEASURED_BY[f]] != mj[MEASURED_BY[f]], (r["pair_id"], f)
+            else:  # register has no measure: the texts themselves differ
+                assert c != j
+        assert r["perturbed_factors"] == still_perturbed(c, j, r["perturbed_factors"])
+    assert n_measured >= len(rule)  # most named factors are measured ones
+
+
+def test_build_pairs_rule_pairs_still_differ_in_every_factor_they_name_after_equalizing(pairs):
+    check_rule_pairs_still_perturbed(pairs)
+
+
+@pytest.fixture(scope="module")
+def pairs_seed11(corpus) -> list[dict]:
+    # with this seed the length cut removes some perturbed factors' changes (so still_perturbed
+    # acts: without it, a pair here would name "exclamations" with equal measures)
+    return build_pairs(corpus, SynthesisConfig(seed=11), progress=False)
+
+
+def test_build_pairs_rule_pairs_with_cut_changes_name_only_factors_that_still_differ(pairs_seed11):
+    check_rule_pairs_still_perturbed(pairs_seed11)
+
+
+def test_build_pairs_drops_factors_the_length_cut_removed_and_skips_pairs_left_with_none(corpus, monkeypatch):
+    from persrm_core import synthesis
+
+    # A trailing emoji is cut away by equalize_length: the pair has no change left and is skipped.
+    monkeypatch.setattr(synthesis, "perturb", lambda text, rng, n_factors: (text + " 🎉", ["emoji"]))
+    rows = build_pairs(corpus, CFG, progress=False)
+    assert rows and {r["negative_type"] for r in rows} == {"cross_author"}
+
+    # Upper-casing survives the cut while the trailing emoji does not: only casing stays.
+    monkeypatch.setattr(synthesis, "perturb", lambda text, rng, n_factors: (text.upper() + " 🎉", ["casing", "emoji"]))
+    rule = [r for r in build_pairs(corpus, CFG, progress=False) if r["negative_type"] == "rule_perturbation"]
+    assert len(rule) >= 10
+    for r in rule:
+        assert r["perturbed_factors"] == ["casing"], r["pair_id"]
+        assert rejected(r) == chosen(r).upper() != chosen(r)
 
 
 def test_build_pairs_exemplars_are_other_texts_of_the_same_author(pairs, texts):
