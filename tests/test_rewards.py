@@ -1,10 +1,11 @@
-"""persrm_core.rewards.verdict_reward (TRL-shaped) and persrm_core.rationale.write_trace: traces
-always parse to the given label, and every level, similarity and comparison they state is
-measured truth (checked against persrm_core.style and persrm_core.evidence directly)."""
+"""persrm_core.rewards.verdict_reward (TRL-shaped) and persrm_core.rationale (write_trace,
+rationale_lines, factor_majority): traces always parse to the given label with the documented
+scores, and the two facts they state (the similarity reading and the factor majority) are measured
+truth, checked against persrm_core.style and persrm_core.evidence directly, whatever the label."""
 
 from __future__ import annotations
 
-import re
+from collections import Counter
 
 import pytest
 from synthetic_corpus import make_corpus
@@ -12,7 +13,7 @@ from synthetic_corpus import make_corpus
 from persrm_core import evidence
 from persrm_core.evidence import SIMILARITY_MARGIN, FactorReading, read_pair
 from persrm_core.judge_format import format_completion, parse_verdict
-from persrm_core.rationale import write_trace
+from persrm_core.rationale import factor_majority, rationale_lines, write_trace
 from persrm_core.rewards import CORRECT, INVALID, WRONG, verdict_reward
 from persrm_core.style import FACTORS, measure, profile
 
@@ -65,87 +66,81 @@ def test_verdict_reward_refuses_labels_not_matching_completions():
 
 
 # --- rationale.write_trace -----------------------------------------------------------------------
-# Line formats (persrm_core/rationale.py docstring, persrm_core/evidence.py FactorReading.line):
-#   "Emoji: exemplars many; A none; B many; nearer B. B matches."
-#   "Character 4-gram similarity to exemplars: A 0.21; B 0.34; nearer B. B matches."
-# A cited line always carries a "nearer" verdict (ties favour neither response, so are never cited).
+# The trace is exactly four lines (persrm_core/rationale.py docstring):
+#   Character 4-gram similarity: nearer B.      ("nearer A." / "nearer B." / "a tie.")
+#   Personal factors: mostly nearer B.         ("mostly nearer A/B" / "evenly split" / "no difference")
+#   Scores: A=2 B=8
+#   Verdict: [[B]]
+# agree = (similarity nearer == label) + (factor majority == label); the labelled response scores
+# 6 + agree, the other 4 - agree.
 
-FACTOR_LINE_RE = re.compile(r"^(?P<label>[A-Z][a-z ]+): exemplars (?P<ex>[a-z]+); A (?P<a>[a-z]+); "
-                            r"B (?P<b>[a-z]+); nearer (?P<nearer>[AB])\. (?P<closer>[AB]) matches\.$")
-SIM_LINE_RE = re.compile(rf"^Character {evidence.NGRAM}-gram similarity to exemplars: "
-                         r"A (?P<a>\d\.\d\d); B (?P<b>\d\.\d\d); nearer (?P<nearer>[AB])\. (?P<closer>[AB]) matches\.$")
-FACTOR_BY_LABEL = {f.label.capitalize(): f for f in FACTORS}
-
-
-def no_factor_line(label: str) -> str:
-    return f"No measured factor favours {label}; it is chosen on wording."
-
-
-def expected_scores(label: str, n_cited: int) -> tuple[float, float]:
-    s = max(min(n_cited, 3), 1)
-    return (6.0 + s, 4.0 - s) if label == "A" else (4.0 - s, 6.0 + s)
+SIM_TEXT = {"A": "Character 4-gram similarity: nearer A.",
+            "B": "Character 4-gram similarity: nearer B.",
+            None: "Character 4-gram similarity: a tie."}
+MAJORITY_TEXT = {"A": "Personal factors: mostly nearer A.",
+                 "B": "Personal factors: mostly nearer B.",
+                 "split": "Personal factors: evenly split.",
+                 None: "Personal factors: no difference."}
 
 
-def favouring(exemplars: list[str], ra: str, rb: str, label: str) -> list[str]:
-    """Names of the readings that favour `label`, computed from style/evidence measurements
-    directly (not through read_pair), in the order the rationale must cite them."""
-    prof, ma, mb = profile(exemplars), measure(ra), measure(rb)
-    own, other = (ma, mb) if label == "A" else (mb, ma)
-    factors = [f.name for f in FACTORS
-               if abs(f.rank(own[f.name]) - f.rank(prof[f.name])) < abs(f.rank(other[f.name]) - f.rank(prof[f.name]))]
+def expected_similarity(exemplars: list[str], ra: str, rb: str) -> str | None:
+    """Which response is nearer in char-4-gram similarity, computed here, not through read_pair:
+    a tie within the margin or when the two values read the same at two decimals."""
     sa, sb = evidence.char_ngram_similarity(exemplars, ra, rb)
-    s_own, s_other = (sa, sb) if label == "A" else (sb, sa)
-    # a tie within the margin, or when the two values read the same at two decimals
-    tie = abs(sa - sb) < SIMILARITY_MARGIN or f"{sa:.2f}" == f"{sb:.2f}"
-    sim = ["similarity"] if not tie and s_own > s_other else []
-    return sim + factors
+    if abs(sa - sb) < SIMILARITY_MARGIN or f"{sa:.2f}" == f"{sb:.2f}":
+        return None
+    return "A" if sa > sb else "B"
 
 
-def check_trace(trace: str, exemplars: list[str], ra: str, rb: str, label: str, max_factors: int = 3) -> int:
-    """Assert the trace parses to `label` with the documented scores, and every line states a
-    measured truth that favours `label`; return how many readings it cites."""
+def expected_majority(exemplars: list[str], ra: str, rb: str) -> str | None:
+    """The factor vote computed from style.FACTORS directly: each factor votes for the response
+    whose level rank is nearer the exemplars' rank; None when no factor votes."""
+    prof, ma, mb = profile(exemplars), measure(ra), measure(rb)
+    votes = Counter()
+    for f in FACTORS:
+        ex = f.rank(prof[f.name])
+        da, db = abs(f.rank(ma[f.name]) - ex), abs(f.rank(mb[f.name]) - ex)
+        if da != db:
+            votes["A" if da < db else "B"] += 1
+    if not votes:
+        return None
+    if votes["A"] == votes["B"]:
+        return "split"
+    return "A" if votes["A"] > votes["B"] else "B"
+
+
+def expected_scores(label: str, sim: str | None, majority: str | None) -> tuple[float, float]:
+    agree = int(sim == label) + int(majority == label)
+    own, other = 6.0 + agree, 4.0 - agree
+    return (own, other) if label == "A" else (other, own)
+
+
+def check_trace(trace: str, label: str, sim: str | None, majority: str | None) -> list[str]:
+    """Assert the trace is exactly the two fact lines, the scores and the verdict for `label`;
+    return its rationale lines."""
+    assert trace.splitlines()[-2:] == [
+        "Scores: A={:d} B={:d}".format(*map(int, expected_scores(label, sim, majority))),
+        f"Verdict: [[{label}]]"], trace
     verdict = parse_verdict(trace)
     assert verdict.valid, (verdict.error, trace)
     assert verdict.choice == label, trace
+    assert verdict.scores == expected_scores(label, sim, majority), trace
     lines = verdict.rationale.splitlines()
-    expected = favouring(exemplars, ra, rb, label)
-    if not expected:  # the "no factor" line appears exactly when nothing favours the label
-        assert lines == [no_factor_line(label)], trace
-        assert verdict.scores == expected_scores(label, 0)
-        return 0
-    assert no_factor_line(label) not in lines and not any(ln.startswith("No measured factor") for ln in lines)
+    assert lines == [SIM_TEXT[sim], MAJORITY_TEXT[majority]], trace
+    assert len(trace.splitlines()) == 4
+    return lines
 
-    prof, ma, mb = profile(exemplars), measure(ra), measure(rb)
-    sa, sb = evidence.char_ngram_similarity(exemplars, ra, rb)
-    readings = {r.line(): r for r in read_pair(exemplars, ra, rb)}
-    cited = []
-    for line in lines:
-        assert line.endswith(f". {label} matches."), line
-        # the line is exactly a reading's line(), and that reading favours the label
-        reading = readings.get(line.removesuffix(f". {label} matches."))
-        assert reading is not None, line
-        assert reading.nearer == label, line
-        if (m := SIM_LINE_RE.match(line)) is not None:
-            assert (m["a"], m["b"]) == (f"{sa:.2f}", f"{sb:.2f}")
-            assert abs(float(m["a"]) - sa) <= 0.005 and abs(float(m["b"]) - sb) <= 0.005
-            assert m["nearer"] == m["closer"] == label
-            own, other = (m["a"], m["b"]) if label == "A" else (m["b"], m["a"])
-            assert float(own) > float(other)  # the stated numbers show the label as more similar
-            cited.append("similarity")
-            continue
-        m = FACTOR_LINE_RE.match(line)
-        assert m, line
-        f = FACTOR_BY_LABEL[m["label"]]
-        assert m["ex"] == f.level(prof[f.name])
-        assert m["a"] == f.level(ma[f.name])
-        assert m["b"] == f.level(mb[f.name])
-        assert m["a"] != m["b"]
-        assert m["nearer"] == m["closer"] == label
-        cited.append(f.name)
-    # exactly the readings that favour the label, similarity first, then FACTORS order, capped
-    assert cited == expected[:max_factors]
-    assert verdict.scores == expected_scores(label, len(cited))
-    return len(cited)
+
+def check_pair(exemplars: list[str], ra: str, rb: str) -> tuple[str | None, str | None]:
+    """Traces for both labels state the same independently computed facts; only scores and
+    verdict differ. Returns (similarity nearer, factor majority)."""
+    sim, majority = expected_similarity(exemplars, ra, rb), expected_majority(exemplars, ra, rb)
+    ta, tb = write_trace(exemplars, ra, rb, "A"), write_trace(exemplars, ra, rb, "B")
+    la, lb = check_trace(ta, "A", sim, majority), check_trace(tb, "B", sim, majority)
+    assert la == lb  # the facts do not depend on the label
+    assert ta.splitlines()[2:] != tb.splitlines()[2:]
+    assert rationale_lines(read_pair(exemplars, ra, rb)) == la
+    return sim, majority
 
 
 def trace_pairs() -> list[tuple[list[str], str, str]]:
@@ -183,96 +178,116 @@ def test_trace_pairs_cover_all_ordered_author_pairs():
     assert len(MIXED) == 60
 
 
-@pytest.mark.parametrize("label", ["A", "B"])
-def test_write_trace_states_only_true_measurements_and_parses_to_its_label(label):
+@pytest.mark.parametrize("own_first", [True, False])
+def test_write_trace_states_the_measured_facts_for_both_labels_on_author_pairs(own_first):
+    sims, majorities = Counter(), Counter()
     for exemplars, own, other in PAIRS:
-        ra, rb = (own, other) if label == "A" else (other, own)
-        trace = write_trace(exemplars, ra, rb, label)
-        # the five styles differ clearly, so every pair cites the similarity and more
-        assert check_trace(trace, exemplars, ra, rb, label) >= 2
-        first = parse_verdict(trace).rationale.splitlines()[0]
-        assert SIM_LINE_RE.match(first), first  # the author's own text is nearer in n-grams
+        ra, rb = (own, other) if own_first else (other, own)
+        sim, majority = check_pair(exemplars, ra, rb)
+        sims[sim] += 1
+        majorities[majority] += 1
+    own_letter = "A" if own_first else "B"
+    # the five styles differ clearly: the author's own text is mostly the nearer one
+    assert sims[own_letter] > len(PAIRS) // 2, sims
+    assert majorities[own_letter] > len(PAIRS) // 2, majorities
 
 
-@pytest.mark.parametrize("label", ["A", "B"])
-def test_write_trace_for_the_wrong_label_still_states_only_true_claims(label):
-    n_no_factor = 0
-    for exemplars, own, other in PAIRS:
-        # the label names the *other* author's text: any cited reading must really favour it
-        ra, rb = (other, own) if label == "A" else (own, other)
-        n_no_factor += check_trace(write_trace(exemplars, ra, rb, label), exemplars, ra, rb, label) == 0
-    assert n_no_factor > 0  # the "No measured factor" branch is exercised
-
-
-@pytest.mark.parametrize("label", ["A", "B"])
-def test_write_trace_on_mixed_evidence_cites_only_readings_favouring_the_label(label):
-    cited_counts = set()
+def test_write_trace_states_the_measured_facts_on_mixed_evidence():
+    sims, majorities, scores = Counter(), Counter(), set()
     for exemplars, ra, rb in MIXED:
-        cited_counts.add(check_trace(write_trace(exemplars, ra, rb, label), exemplars, ra, rb, label))
-        check_trace(write_trace(exemplars, ra, rb, label, max_factors=1), exemplars, ra, rb, label, 1)
-    assert len(cited_counts) >= 3  # the pairs cover several amounts of evidence, including none
+        sim, majority = check_pair(exemplars, ra, rb)
+        sims[sim] += 1
+        majorities[majority] += 1
+        for label in "AB":
+            scores.add(parse_verdict(write_trace(exemplars, ra, rb, label)).scores)
+    # the pairs exercise every similarity reading, both majorities and the split
+    assert set(sims) == {"A", "B", None}, sims
+    assert {"A", "B", "split"} <= set(majorities), majorities
+    # and every number of agreeing lines (0, 1, 2) for both labels
+    assert scores == {(8.0, 2.0), (7.0, 3.0), (6.0, 4.0), (2.0, 8.0), (3.0, 7.0), (4.0, 6.0)}, scores
 
 
-def test_write_trace_names_levels_of_a_clear_casing_difference():
+def test_write_trace_on_a_clear_casing_difference():
     exemplars = ["i dont know. its fine. we left early."] * 2
     ra = "i cant say. its late. we went home."
     rb = "THE REPORT IS FINISHED AND FILED!!! WE WILL PRESENT IT TOMORROW MORNING!!!"
-    lines = parse_verdict(write_trace(exemplars, ra, rb, "A")).rationale.splitlines()
     sa, sb = evidence.char_ngram_similarity(exemplars, ra, rb)
     assert sa > sb + SIMILARITY_MARGIN
-    assert lines == [
-        f"Character 4-gram similarity to exemplars: A {sa:.2f}; B {sb:.2f}; nearer A. A matches.",
-        "Capital letters: exemplars none; A none; B many; nearer A. A matches.",
-        "Exclamation marks: exemplars none; A none; B many; nearer A. A matches.",
-    ]
+    assert write_trace(exemplars, ra, rb, "A") == (
+        "Character 4-gram similarity: nearer A.\nPersonal factors: mostly nearer A.\n"
+        "Scores: A=8 B=2\nVerdict: [[A]]")
+    assert write_trace(exemplars, ra, rb, "B") == (
+        "Character 4-gram similarity: nearer A.\nPersonal factors: mostly nearer A.\n"
+        "Scores: A=4 B=6\nVerdict: [[B]]")
+    # swapping the responses swaps every letter
+    assert write_trace(exemplars, rb, ra, "B") == (
+        "Character 4-gram similarity: nearer B.\nPersonal factors: mostly nearer B.\n"
+        "Scores: A=2 B=8\nVerdict: [[B]]")
 
 
-def test_write_trace_puts_favouring_similarity_first_then_factors_in_order_and_caps_them():
-    readings = [
-        FactorReading("capitals", "Capital letters", "none", "none", "many", "A"),
-        FactorReading("emoji", "Emoji", "many", "none", "many", "B"),
-        FactorReading("hedges", "Hedging words", "few", "few", "none", "A"),
-        FactorReading("questions", "Question marks", "none", "none", "few", "A"),
-        FactorReading("similarity", "Character 4-gram similarity to exemplars", "", "0.40", "0.20", "A"),
-    ]
-    # the given readings are used as they are (the texts are not measured)
-    va = parse_verdict(write_trace(["x"], "y", "z", "A", readings=readings))
-    assert va.rationale.splitlines() == [
-        "Character 4-gram similarity to exemplars: A 0.40; B 0.20; nearer A. A matches.",
-        "Capital letters: exemplars none; A none; B many; nearer A. A matches.",
-        "Hedging words: exemplars few; A few; B none; nearer A. A matches.",
-    ]
-    assert va.scores == (9.0, 1.0)
-    vb = parse_verdict(write_trace(["x"], "y", "z", "B", readings=readings))
-    assert vb.rationale == "Emoji: exemplars many; A none; B many; nearer B. B matches."
-    assert vb.scores == (3.0, 7.0)
-    no_sim = [r for r in readings if r.name != "similarity"]
-    v2 = parse_verdict(write_trace(["x"], "y", "z", "A", max_factors=2, readings=no_sim))
-    assert v2.rationale.splitlines() == [
-        "Capital letters: exemplars none; A none; B many; nearer A. A matches.",
-        "Hedging words: exemplars few; A few; B none; nearer A. A matches.",
-    ]
-    assert v2.scores == (8.0, 2.0)
-
-
-def test_write_trace_without_separating_factor_says_so_and_still_parses():
+def test_write_trace_without_any_difference_says_so_and_still_parses():
     text = "We walked to the station and waited for the train."
     assert all(r.nearer is None for r in read_pair([text, text], text, text))
-    for label, scores in (("A", (7.0, 3.0)), ("B", (3.0, 7.0))):
+    assert check_pair([text, text], text, text) == (None, None)
+    for label, scores in (("A", (6.0, 4.0)), ("B", (4.0, 6.0))):
         v = parse_verdict(write_trace([text, text], text, text, label))
         assert v.choice == label and v.scores == scores
-        assert v.rationale == no_factor_line(label)
+        assert v.rationale == "Character 4-gram similarity: a tie.\nPersonal factors: no difference."
 
 
-def test_write_trace_scores_grow_with_the_number_of_cited_readings():
-    exemplars = ["i dont know. its fine. we left early."] * 2
-    ra = "i cant say. its late. we went home."
-    rb = "THE REPORT IS FINISHED AND FILED!!! WE WILL PRESENT IT TOMORROW MORNING!!! 🎉🎉"
-    assert len(favouring(exemplars, ra, rb, "A")) > 3  # more evidence than is cited
-    v3 = parse_verdict(write_trace(exemplars, ra, rb, "A"))
-    v2 = parse_verdict(write_trace(exemplars, ra, rb, "A", max_factors=2))
-    v1 = parse_verdict(write_trace(exemplars, ra, rb, "A", max_factors=1))
-    assert [len(v.rationale.splitlines()) for v in (v3, v2, v1)] == [3, 2, 1]
-    assert (v3.scores, v2.scores, v1.scores) == ((9.0, 1.0), (8.0, 2.0), (7.0, 3.0))
-    vb = parse_verdict(write_trace(exemplars, rb, ra, "B"))
-    assert vb.scores == tuple(reversed(v3.scores))
+def reading(name: str, nearer: str | None) -> FactorReading:
+    if name == "similarity":
+        return FactorReading("similarity", "Character 4-gram similarity to exemplars", "", "0.40", "0.20", nearer)
+    return FactorReading(name, name.capitalize(), "few", "few", "none", nearer)
+
+
+def test_write_trace_uses_given_readings_without_measuring_the_texts():
+    readings = [reading("capitals", "A"), reading("emoji", "B"), reading("hedges", "A"),
+                reading("questions", None), reading("similarity", "B")]
+    # the texts are identical (their own readings would be all ties), so only the given ones count
+    assert write_trace(["x"], "y", "y", "A", readings=readings) == (
+        "Character 4-gram similarity: nearer B.\nPersonal factors: mostly nearer A.\n"
+        "Scores: A=7 B=3\nVerdict: [[A]]")
+    assert write_trace(["x"], "y", "y", "B", readings=readings) == (
+        "Character 4-gram similarity: nearer B.\nPersonal factors: mostly nearer A.\n"
+        "Scores: A=3 B=7\nVerdict: [[B]]")
+    assert rationale_lines(readings) == ["Character 4-gram similarity: nearer B.",
+                                         "Personal factors: mostly nearer A."]
+    split = [reading("capitals", "A"), reading("emoji", "B"), reading("similarity", None)]
+    assert rationale_lines(split) == ["Character 4-gram similarity: a tie.", "Personal factors: evenly split."]
+    for label in "AB":
+        assert parse_verdict(write_trace(["x"], "y", "y", label, readings=split)).scores == \
+            expected_scores(label, None, "split") == ((6.0, 4.0) if label == "A" else (4.0, 6.0))
+
+
+# --- rationale.factor_majority -------------------------------------------------------------------
+
+def test_factor_majority_is_none_when_no_factor_separates():
+    assert factor_majority([]) is None
+    assert factor_majority([reading("capitals", None), reading("emoji", None)]) is None
+    assert factor_majority([reading("capitals", None), reading("similarity", None)]) is None
+
+
+def test_factor_majority_is_split_on_equal_votes():
+    assert factor_majority([reading("capitals", "A"), reading("emoji", "B")]) == "split"
+    assert factor_majority([reading("capitals", "A"), reading("emoji", "B"), reading("hedges", None),
+                            reading("questions", "B"), reading("word_length", "A")]) == "split"
+
+
+def test_factor_majority_picks_the_letter_with_more_votes():
+    assert factor_majority([reading("capitals", "A")]) == "A"
+    assert factor_majority([reading("capitals", "A"), reading("emoji", "B"), reading("hedges", "A")]) == "A"
+    assert factor_majority([reading("capitals", "B")]) == "B"
+    assert factor_majority([reading("capitals", "B"), reading("emoji", None), reading("hedges", "B"),
+                            reading("questions", "A")]) == "B"
+
+
+def test_factor_majority_ignores_the_similarity_reading():
+    # similarity alone is not a factor vote
+    assert factor_majority([reading("similarity", "A")]) is None
+    # it cannot break a split
+    assert factor_majority([reading("capitals", "A"), reading("emoji", "B"), reading("similarity", "A")]) == "split"
+    # nor outvote the factors
+    assert factor_majority([reading("capitals", "B"), reading("similarity", "A")]) == "B"
+    assert factor_majority([reading("similarity", "B"), reading("capitals", "A"), reading("emoji", "A"),
+                            reading("hedges", "B")]) == "A"
