@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         j = sub.add_parser(name, help=helptext)
         who = j.add_mutually_exclusive_group(required=name == "judge")
         who.add_argument("--model", help="checkpoint directory (or hub id available offline)")
-        who.add_argument("--baseline", choices=["random", "length", "stylometric", "embedding"])
+        who.add_argument("--baseline", choices=["random", "length", "stylometric", "ngram", "embedding"])
         j.add_argument("--pairs", required=True, help="pair records, JSONL or Parquet")
         j.add_argument("--out", required=True, help="output JSONL (judge) or directory (evaluate)")
         j.add_argument("--profile", default=None, help="params.yaml profile for render and generation limits")

@@ -18,7 +18,7 @@ from persrm_core.judge_format import RenderLimits, parse_verdict, render_message
 from persrm_core.records import Pair
 from persrm_core.style import distance, measure, profile
 
-BASELINES = ("random", "length", "stylometric", "embedding")
+BASELINES = ("random", "length", "stylometric", "ngram", "embedding")
 
 
 def swapped(pair: Pair) -> Pair:
@@ -101,7 +101,8 @@ class ModelJudge:
 
 
 def _debias(v, vs) -> str | None:
-    """Combine both orders: average each response's score over the two readings."""
+    """Combine both orders: average each response's score over the two readings (a tie, or an
+    invalid reading in one order, leaves the other order's verdict)."""
     if v.scores is None and vs.scores is None:
         return None
     if vs.scores is None:
@@ -110,7 +111,7 @@ def _debias(v, vs) -> str | None:
         return _flip(vs.choice)
     a = (v.scores[0] + vs.scores[1]) / 2
     b = (v.scores[1] + vs.scores[0]) / 2
-    return None if a == b else ("A" if a > b else "B")
+    return v.choice if a == b else ("A" if a > b else "B")  # a tie keeps the original order's verdict
 
 
 def _scored(pair: Pair, score_a: float, score_b: float, why: str) -> dict:
@@ -121,7 +122,8 @@ def _scored(pair: Pair, score_a: float, score_b: float, why: str) -> dict:
 
 def baseline_judge(name: str, pairs: Sequence[Pair], seed: int = 0, both_orders: bool = False) -> list[dict]:
     """Training-free judges: `random`, `length` (prefer the longer), `stylometric` (nearer the
-    exemplars' personal-factor profile), `embedding` (MiniLM cosine to the exemplar mean)."""
+    exemplars' personal-factor profile), `ngram` (character 4-gram similarity, the evidence
+    reading the trained judge also sees), `embedding` (MiniLM cosine to the exemplar mean)."""
     pairs = list(pairs)
     if name == "random":
         rng = random.Random(seed)
@@ -136,6 +138,11 @@ def baseline_judge(name: str, pairs: Sequence[Pair], seed: int = 0, both_orders:
             prof = profile(list(p.exemplars))
             rows.append(_scored(p, -distance(measure(p.response_a), prof), -distance(measure(p.response_b), prof),
                                 "negative personal-factor distance to the exemplars"))
+    elif name == "ngram":  # the similarity reading the judge is shown, used alone
+        from persrm_core.evidence import char_ngram_similarity
+
+        rows = [_scored(p, *char_ngram_similarity(p.exemplars, p.response_a, p.response_b),
+                        "character 4-gram TF-IDF cosine to the exemplars") for p in pairs]
     elif name == "embedding":
         rows = _embedding_judge(pairs)
     else:

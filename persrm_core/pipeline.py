@@ -112,11 +112,13 @@ def _count_params(model_dir: Path) -> int:
 
 
 def _curve_summary(log: list[dict], keys: tuple[str, ...]) -> dict:
-    pts = [h for h in log if any(k in h for k in keys)]
-    if not pts:
-        return {}
-    first, last = pts[0], pts[-1]
-    return {f"{k}_{w}": round(float(h[k]), 4) for k in keys for w, h in (("first", first), ("last", last)) if k in h}
+    out = {}
+    for k in keys:
+        pts = [h[k] for h in log if k in h]
+        if pts:
+            out[f"{k.replace('/', '_')}_first"] = round(float(pts[0]), 4)
+            out[f"{k.replace('/', '_')}_last"] = round(float(pts[-1]), 4)
+    return out
 
 
 def sft_checkpoint(s: Settings) -> dict:
@@ -126,7 +128,9 @@ def sft_checkpoint(s: Settings) -> dict:
     with atomic_dir(s.paths.sft) as tmp:
         log = train_sft(base_model_ref(s), train, tmp, s.sft, s.render)
         _clean_trainer_files(tmp)
-    return {"checkpoint": str(s.paths.sft), "train_pairs": len(train),
+    kept = next((h for h in log if "trace_keep_rate" in h), {})
+    return {"checkpoint": str(s.paths.sft), "train_pairs": len(train), "traces": kept.get("traces"),
+            "trace_keep_rate": kept.get("trace_keep_rate"),
             **_curve_summary(log, ("loss", "mean_token_accuracy")), "curve": _points(log, "loss")}
 
 

@@ -39,6 +39,16 @@ def rationale_lines(readings: list[FactorReading]) -> list[str]:
             f"Personal factors: {factors}."]
 
 
+def consistent_with(readings: list[FactorReading], label: str) -> bool:
+    """The rule teacher's rejection test (as in PersRM-R1's rejection sampling, with measured
+    evidence in place of an LLM teacher): keep a trace only when neither stated fact favours the
+    other response and at least one favours the labelled one, so its verdict follows from it."""
+    sim = next(r for r in readings if r.name == "similarity").nearer
+    majority = factor_majority(readings)
+    other = "B" if label == "A" else "A"
+    return other not in (sim, majority) and label in (sim, majority)
+
+
 def write_trace(exemplars: list[str], response_a: str, response_b: str, label: str,
                 readings: list[FactorReading] | None = None) -> str:
     """A full judge completion (rationale, scores, verdict) for the labelled pair."""

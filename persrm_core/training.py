@@ -36,6 +36,7 @@ class TrainConfig:
     bf16: bool = False
     logging_steps: int = 5
     deepspeed: str | None = None  # path to a DeepSpeed JSON config (launched under accelerate)
+    rejection_sampling: bool = True  # SFT only on traces whose evidence agrees with the label
 
 
 @dataclass
@@ -60,14 +61,19 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def sft_rows(pairs: list[dict], limits: RenderLimits, count_tokens=None) -> list[dict]:
-    """Conversational prompt-completion rows: the judge input and the offline-written trace."""
+def sft_rows(pairs: list[dict], limits: RenderLimits, count_tokens=None, rejection_sampling: bool = False) -> list[dict]:
+    """Conversational prompt-completion rows: the judge input and the offline-written trace.
+    With `rejection_sampling`, pairs whose measured evidence contradicts the label are skipped
+    (`rationale.consistent_with`); RFT later trains on every pair."""
     from persrm_core.evidence import read_pair
+    from persrm_core.rationale import consistent_with
 
     rows = []
     for p in tqdm(pairs, desc="writing traces", unit="pair", disable=len(pairs) < 200):
         exemplars = list(p["exemplars"])[: limits.max_exemplars]
         readings = read_pair(exemplars, p["response_a"], p["response_b"])
+        if rejection_sampling and not consistent_with(readings, p["label"]):
+            continue
         msgs = render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"], limits,
                                count_tokens, readings if limits.evidence else None)
         trace = write_trace(exemplars, p["response_a"], p["response_b"], p["label"], readings=readings)
@@ -82,8 +88,10 @@ def token_counter(tokenizer):
     return count
 
 
-def _save_log(trainer, out_dir: Path, stage: str) -> list[dict]:
+def _save_log(trainer, out_dir: Path, stage: str, **summary) -> list[dict]:
     log = [dict(h, stage=stage) for h in trainer.state.log_history]
+    if summary:
+        log.append({"stage": stage, **summary})
     (out_dir / "training_log.json").write_text(json.dumps(log, indent=1))
     return log
 
@@ -122,7 +130,8 @@ def train_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pat
 
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, "bfloat16" if cfg.bf16 else "float32")
-    rows = sft_rows(train_pairs, limits, token_counter(tokenizer))
+    rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling)
+    keep_rate = len(rows) / max(len(train_pairs), 1)
     random.Random(cfg.seed).shuffle(rows)
     args = SFTConfig(
         output_dir=str(out_dir), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
@@ -139,7 +148,7 @@ def train_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pat
     out = Path(out_dir)
     trainer.save_model(str(out))
     tokenizer.save_pretrained(out)
-    return _save_log(trainer, out, "sft")
+    return _save_log(trainer, out, "sft", traces=len(rows), trace_keep_rate=round(keep_rate, 4))
 
 
 def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: GRPOSettings,
