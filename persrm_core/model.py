@@ -21,6 +21,12 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<pad>"]
+# Qwen2's own pre-tokenization (digits one by one, NFC). `AutoTokenizer` loads any qwen2 folder as
+# `Qwen2Tokenizer`, which imposes it; training the tiny BPE with it makes the checkpoint tokenize
+# identically however it is loaded (trained with one split and judged with the other, a model
+# reads different token ids and answers nonsense).
+QWEN2_PRETOKENIZE_REGEX = (r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"""
+                           r"""\s*[\r\n]+|\s+(?!\S)|\s+""")
 
 
 @dataclass
@@ -37,11 +43,15 @@ class TinyModelConfig:
 
 def train_tokenizer(texts: list[str], vocab_size: int):
     """A byte-level BPE tokenizer trained on `texts`, wrapped for transformers."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
@@ -78,26 +88,17 @@ def build_tiny(texts: list[str], out_dir: str | Path, cfg: TinyModelConfig = Tin
 
 
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
-    """The tokenizer of a checkpoint, with a pad token and a chat template guaranteed."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+    """The tokenizer of a checkpoint, with a pad token and a chat template guaranteed. Loaded the
+    same way for a base, an SFT and an RFT checkpoint, as any user of the folder would."""
+    from transformers import AutoTokenizer
 
-    path = str(path)
-    if (Path(path) / "persrm_tiny.json").exists() or _is_tiny_descendant(path):
-        # AutoTokenizer on a qwen2 folder may pick Qwen's own tokenizer class.
-        tok = PreTrainedTokenizerFast.from_pretrained(path)
-    else:
-        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if not tok.chat_template:
         tok.chat_template = CHATML_TEMPLATE
     tok.padding_side = "left"
     return tok
-
-
-def _is_tiny_descendant(path: str) -> bool:
-    cfg = Path(path) / "tokenizer_config.json"
-    return cfg.exists() and "PreTrainedTokenizerFast" in cfg.read_text()
 
 
 def load_model(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False):

@@ -61,3 +61,20 @@ def test_rejection_sampling_keeps_exactly_the_traces_whose_facts_support_the_lab
         assert not any(f"nearer {other}" in line for line in facts), completion
         assert any(f"nearer {verdict}" in line for line in facts), completion
     assert len(everything) - len(kept) >= 10  # every flipped pair is rejected
+
+
+def test_tiny_tokenizer_tokenizes_identically_however_it_is_loaded(tmp_path):
+    """A checkpoint is trained with one loader and judged (or used by anyone) with AutoTokenizer."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    from persrm_core.model import TinyModelConfig, build_tiny, load_tokenizer
+
+    texts = [e.text for e in make_corpus()]
+    build_tiny(texts, tmp_path, TinyModelConfig(vocab_size=400, hidden_size=16, num_layers=1, num_heads=2,
+                                                num_kv_heads=1, intermediate_size=32))
+    sample = "Character 4-gram similarity: A 0.21; B 0.34; nearer B. Scores: A=2 B=8 🎉 ÉTÉ ça"
+    ids = {type(t).__name__: t(sample, add_special_tokens=False)["input_ids"]
+           for t in (AutoTokenizer.from_pretrained(tmp_path), PreTrainedTokenizerFast.from_pretrained(tmp_path),
+                     load_tokenizer(tmp_path))}
+    assert len(set(map(tuple, ids.values()))) == 1, ids
+    assert load_tokenizer(tmp_path).decode(ids["Qwen2Tokenizer"]) == sample
