@@ -126,7 +126,8 @@ def sft_checkpoint(s: Settings) -> dict:
 
     train = corpus_pairs(s.paths.corpus / "train.parquet")
     with atomic_dir(s.paths.sft) as tmp:
-        log = train_sft(base_model_ref(s), train, tmp, s.sft, s.render)
+        # Checkpoints live beside the target, outside the atomic temp dir, so a killed run resumes.
+        log = train_sft(base_model_ref(s), train, tmp, s.sft, s.render, work_dir=_work_dir(s.paths.sft))
         _clean_trainer_files(tmp)
     kept = next((h for h in log if "trace_keep_rate" in h), {})
     return {"checkpoint": str(s.paths.sft), "train_pairs": len(train), "traces": kept.get("traces"),
@@ -139,10 +140,14 @@ def rft_checkpoint(s: Settings) -> dict:
 
     train = corpus_pairs(s.paths.corpus / "train.parquet")
     with atomic_dir(s.paths.rft) as tmp:
-        log = train_grpo(str(s.paths.sft), train, tmp, s.rft, s.render)
+        log = train_grpo(str(s.paths.sft), train, tmp, s.rft, s.render, work_dir=_work_dir(s.paths.rft))
         _clean_trainer_files(tmp)
     return {"checkpoint": str(s.paths.rft), **_curve_summary(log, ("reward", "completions/mean_length")),
             "curve": _points(log, "reward")}
+
+
+def _work_dir(target: Path) -> Path:
+    return target.parent / f".{target.name}-checkpoints"
 
 
 def _points(log: list[dict], key: str) -> list[tuple[int, float]]:

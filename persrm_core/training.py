@@ -7,9 +7,12 @@ them; nothing here knows about orchestration. Each stage writes a Hugging Face c
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import random
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +40,7 @@ class TrainConfig:
     logging_steps: int = 5
     deepspeed: str | None = None  # path to a DeepSpeed JSON config (launched under accelerate)
     rejection_sampling: bool = True  # SFT only on traces whose evidence agrees with the label
+    save_steps: int = 50  # checkpoint every N steps; a re-run after a crash resumes from the last
 
 
 @dataclass
@@ -53,6 +57,7 @@ class GRPOSettings:
     use_vllm: bool = False
     logging_steps: int = 2
     deepspeed: str | None = None
+    save_steps: int = 10
 
 
 def _has_cuda() -> bool:
@@ -88,6 +93,26 @@ def token_counter(tokenizer):
     return count
 
 
+def prepare_work_dir(work_dir: Path, fingerprint: str) -> str | None:
+    """The checkpoint to resume from: the newest `checkpoint-N` in `work_dir` if that directory
+    was written by a run with the same fingerprint (model, data, settings); otherwise the
+    directory is emptied and stamped for this run, and training starts from scratch."""
+    stamp = work_dir / "persrm_run.json"
+    if stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
+        ckpts = sorted(work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        return str(ckpts[-1]) if ckpts else None
+    shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True)
+    stamp.write_text(json.dumps({"fingerprint": fingerprint}))
+    return None
+
+
+def fingerprint(*parts) -> str:
+    blob = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts],
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _save_log(trainer, out_dir: Path, stage: str, **summary) -> list[dict]:
     log = [dict(h, stage=stage) for h in trainer.state.log_history]
     if summary:
@@ -96,33 +121,10 @@ def _save_log(trainer, out_dir: Path, stage: str, **summary) -> list[dict]:
     return log
 
 
-def warmup_lm(model_dir: str | Path, texts: list[str], out_dir: str | Path, cfg: TrainConfig) -> list[dict]:
-    """A short causal-LM pass over raw exemplar texts so the tiny base knows the authors' words."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    from persrm_core.model import load_model, load_tokenizer
-
-    tokenizer, model = load_tokenizer(model_dir), load_model(model_dir)
-    args = SFTConfig(
-        output_dir=str(out_dir), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size, max_length=256,
-        logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
-        use_cpu=not _has_cuda(), bf16=cfg.bf16, warmup_steps=cfg.warmup_ratio, packing=True,
-        dataset_text_field="text", lr_scheduler_type="cosine",
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list([{"text": t} for t in texts]),
-                         processing_class=tokenizer)
-    trainer.train()
-    out = Path(out_dir)
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(out)
-    return _save_log(trainer, out, "warmup")
-
-
 def train_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: TrainConfig,
-              limits: RenderLimits) -> list[dict]:
-    """TRL SFTTrainer on (judge input -> rationale + verdict), loss on the completion only."""
+              limits: RenderLimits, work_dir: str | Path | None = None, callbacks: list | None = None) -> list[dict]:
+    """TRL SFTTrainer on (judge input -> rationale + verdict), loss on the completion only.
+    Checkpoints go to `work_dir` every `save_steps`; a call after a crash resumes there."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
@@ -133,27 +135,35 @@ def train_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pat
     rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling)
     keep_rate = len(rows) / max(len(train_pairs), 1)
     random.Random(cfg.seed).shuffle(rows)
+    work = Path(work_dir or Path(out_dir) / "_work")
+    resume = prepare_work_dir(work, fingerprint("sft", str(model_dir), cfg, limits,
+                                                [(p["pair_id"], p["label"]) for p in train_pairs]))
     args = SFTConfig(
-        output_dir=str(out_dir), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
+        output_dir=str(work), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
-        completion_only_loss=True, logging_steps=cfg.logging_steps, save_strategy="no",
+        completion_only_loss=True, logging_steps=cfg.logging_steps, save_strategy="steps",
+        save_steps=cfg.save_steps, save_total_limit=1,
         report_to="none", seed=cfg.seed, use_cpu=not _has_cuda(), bf16=cfg.bf16,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=cfg.weight_decay,
         deepspeed=cfg.deepspeed,
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer)
-    trainer.train()
+                         processing_class=tokenizer, callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=resume)
     out = Path(out_dir)
     trainer.save_model(str(out))
     tokenizer.save_pretrained(out)
-    return _save_log(trainer, out, "sft", traces=len(rows), trace_keep_rate=round(keep_rate, 4))
+    log = _save_log(trainer, out, "sft", traces=len(rows), trace_keep_rate=round(keep_rate, 4),
+                    resumed_from=Path(resume).name if resume else None)
+    shutil.rmtree(work, ignore_errors=True)
+    return log
 
 
 def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: GRPOSettings,
-               limits: RenderLimits) -> list[dict]:
-    """TRL GRPOTrainer from the SFT checkpoint with the verifiable verdict reward."""
+               limits: RenderLimits, work_dir: str | Path | None = None, callbacks: list | None = None) -> list[dict]:
+    """TRL GRPOTrainer from the SFT checkpoint with the verifiable verdict reward; checkpoints
+    and resumption as in `train_sft`."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
@@ -166,18 +176,24 @@ def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pa
                                        limits, count),
              "label": p["label"]} for p in train_pairs]
     random.Random(cfg.seed).shuffle(rows)
+    work = Path(work_dir or Path(out_dir) / "_work")
+    resume = prepare_work_dir(work, fingerprint("rft", str(model_dir), cfg, limits,
+                                                [(p["pair_id"], p["label"]) for p in train_pairs]))
     args = GRPOConfig(
-        output_dir=str(out_dir), learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
+        output_dir=str(work), learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
-        logging_steps=cfg.logging_steps, save_strategy="no", report_to="none", seed=cfg.seed,
+        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
+        save_total_limit=1, report_to="none", seed=cfg.seed,
         use_cpu=not _has_cuda(), bf16=cfg.bf16, use_vllm=cfg.use_vllm,
         vllm_mode="colocate", deepspeed=cfg.deepspeed, log_completions=False,
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[verdict_reward], args=args,
-                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer)
-    trainer.train()
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks)
+    trainer.train(resume_from_checkpoint=resume)
     out = Path(out_dir)
     trainer.save_model(str(out))
     tokenizer.save_pretrained(out)
-    return _save_log(trainer, out, "rft")
+    log = _save_log(trainer, out, "rft", resumed_from=Path(resume).name if resume else None)
+    shutil.rmtree(work, ignore_errors=True)
+    return log
