@@ -20,6 +20,10 @@ from typing import Any
 def atomic_path(target: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary file path beside `target`; on success it replaces `target`."""
     target = Path(target)
+    if target.is_dir():
+        from persrm_core.errors import InputError
+
+        raise InputError(target, "is a directory; expected a file path to write")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)

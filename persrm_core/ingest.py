@@ -13,7 +13,7 @@ from pathlib import Path
 
 from persrm_core.atomic import write_jsonl
 from persrm_core.errors import InputError
-from persrm_core.records import Exemplar, exemplar_from_dict
+from persrm_core.records import Exemplar, check_unicode, exemplar_from_dict, jsonl_lines, parse_json
 
 SPLIT_LEVELS = ("train", "test", "dev", "valid", "validation")
 MAX_TEXT_CHARS = 200_000
@@ -59,39 +59,33 @@ def _check_text(text: str, path: Path, record: str | int) -> str:
         raise InputError(path, f"text is {len(text)} characters, over the {MAX_TEXT_CHARS} limit", record)
     if "\x00" in text:
         raise InputError(path, "text contains NUL bytes", record)
-    return text
+    return check_unicode(text, path, record, "text")
 
 
 def _read_jsonl(path: Path) -> list[Exemplar]:
     out = []
-    for lineno, line in enumerate(_decode(path, path.read_bytes()).splitlines(), start=1):
+    for lineno, line in enumerate(jsonl_lines(path), start=1):
         if not line.strip():
             continue
         record = f"line {lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(path, f"invalid JSON ({exc.msg})", record) from None
-        ex = exemplar_from_dict(obj, path, record)
+        ex = exemplar_from_dict(parse_json(line, path, record), path, record)
         out.append(Exemplar(ex.author_id, _check_text(ex.text, path, record), ex.source, ex.meta))
     return out
 
 
 def _read_grouped_json(path: Path) -> list[Exemplar]:
-    try:
-        data = json.loads(_decode(path, path.read_bytes()))
-    except json.JSONDecodeError as exc:
-        raise InputError(path, f"invalid JSON ({exc.msg})", f"line {exc.lineno}") from None
+    data = parse_json(_decode(path, path.read_bytes()), path, None)
     if not isinstance(data, dict):
         raise InputError(path, "expected an object mapping author ids to lists of {prompt, output}")
     out = []
     for author, items in data.items():
         if not author.strip():
             raise InputError(path, "empty author id", repr(author))
+        ref = author if author.isprintable() else repr(author)  # keep the error on one line
         if not isinstance(items, list):
-            raise InputError(path, "expected a list of {prompt, output} objects", author)
+            raise InputError(path, "expected a list of {prompt, output} objects", ref)
         for i, item in enumerate(items):
-            record = f"{author}[{i}]"
+            record = f"{ref}[{i}]"
             if not isinstance(item, dict):
                 raise InputError(path, "expected an object with 'prompt' and 'output'", record)
             for key in ("prompt", "output"):
@@ -115,6 +109,8 @@ def _read_author_dirs(root: Path) -> list[Exemplar]:
     out = []
     for author, folder in _author_dirs(root):
         for f in sorted(folder.glob("*.txt")):
+            if not f.is_file():
+                raise InputError(f, "is a directory, not a .txt file")
             text = _check_text(_decode(f, f.read_bytes()), f, None)
             out.append(Exemplar(author, text, source=str(f.relative_to(root))))
     if not out:

@@ -51,6 +51,39 @@ class Pair:
         return self.response_b if self.label == "A" else self.response_a
 
 
+def parse_json(text: str, path: str | Path, record: str | int | None) -> Any:
+    """json.loads that turns every way a text can fail to be JSON (syntax, a number over
+    Python's digit limit, nesting past the recursion limit) into one InputError."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(path, f"invalid JSON ({exc.msg})", record if record is not None else f"line {exc.lineno}") \
+            from None
+    except (ValueError, RecursionError) as exc:
+        raise InputError(path, f"invalid JSON ({type(exc).__name__}: {str(exc)[:80]})", record) from None
+
+
+def check_unicode(value: str, path: str | Path, record: str | int | None, what: str) -> str:
+    """Refuse strings that cannot be written back as UTF-8 (lone surrogates from \\ud83d escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError(path, f"{what} is not valid Unicode (lone surrogate)", record) from None
+    return value
+
+
+def jsonl_lines(path: Path) -> list[str]:
+    """The lines of a UTF-8 JSONL file, split on newlines only (str.splitlines would also split
+    inside a record at U+2028 and other separators that JSON strings may hold raw)."""
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(path, f"not valid UTF-8 (byte {exc.start})", f"line {line}") from None
+    return [ln[:-1] if ln.endswith("\r") else ln for ln in text.split("\n")]
+
+
 def _require_str(obj: dict, key: str, path: str | Path, record: str | int, *, nonblank: bool = True,
                  optional: bool = False) -> str | None:
     if key not in obj or obj[key] is None:
@@ -62,7 +95,7 @@ def _require_str(obj: dict, key: str, path: str | Path, record: str | int, *, no
         raise InputError(path, f"field '{key}' must be a string, got {type(value).__name__}", record)
     if nonblank and not value.strip():
         raise InputError(path, f"field '{key}' is empty or whitespace", record)
-    return value
+    return check_unicode(value, path, record, f"field '{key}'")
 
 
 def exemplar_from_dict(obj: Any, path: str | Path, record: str | int) -> Exemplar:
@@ -91,6 +124,7 @@ def pair_from_dict(obj: Any, path: str | Path, record: str | int) -> Pair:
     for i, ex in enumerate(exemplars):
         if not isinstance(ex, str) or not ex.strip():
             raise InputError(path, f"exemplars[{i}] must be a non-empty string", record)
+        check_unicode(ex, path, record, f"exemplars[{i}]")
     neg = _require_str(obj, "negative_type", path, record, nonblank=False, optional=True)
     return Pair(exemplars=list(exemplars), label=label, negative_type=neg, **fields)  # type: ignore[arg-type]
 
@@ -109,14 +143,10 @@ def read_pairs(path: str | Path) -> list[Pair]:
             raise InputError(path, f"not a readable Parquet file ({exc.__class__.__name__})") from None
         return [pair_from_dict(r, path, f"row {i}") for i, r in enumerate(rows)]
     pairs, seen = [], set()
-    for lineno, line in enumerate(_read_lines(path), start=1):
+    for lineno, line in enumerate(jsonl_lines(path), start=1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputError(path, f"invalid JSON ({exc.msg})", f"line {lineno}") from None
-        pair = pair_from_dict(obj, path, f"line {lineno}")
+        pair = pair_from_dict(parse_json(line, path, f"line {lineno}"), path, f"line {lineno}")
         if pair.pair_id in seen:
             raise InputError(path, f"duplicate pair_id {pair.pair_id!r}", f"line {lineno}")
         seen.add(pair.pair_id)
@@ -124,11 +154,3 @@ def read_pairs(path: str | Path) -> list[Pair]:
     if not pairs:
         raise InputError(path, "no pair records")
     return pairs
-
-
-def _read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_bytes().decode("utf-8").splitlines()
-    except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise InputError(path, f"not valid UTF-8 (byte {exc.start})", f"line {line}") from None
