@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 
 from assets.resources import PersrmConfig
 from persrm_core import pipeline
+from persrm_core.locking import artifact_lock
 from persrm_core.report import markdown_table
 
 GROUP = "persrm"
@@ -18,7 +19,8 @@ def _md_table(rows: list[dict]) -> MetadataValue:
        kinds={"python"})
 def raw_exemplars(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
-    out = pipeline.raw_exemplars(s)
+    with artifact_lock(s.paths.exemplars):
+        out = pipeline.raw_exemplars(s)
     context.log.info(f"{out['texts']} texts by {out['authors']} authors from {s.paths.raw}")
     return MaterializeResult(metadata={
         "texts": out["texts"], "authors": out["authors"], "per_author": _md_table(out["per_author"]),
@@ -29,7 +31,8 @@ def raw_exemplars(context: AssetExecutionContext, persrm: PersrmConfig) -> Mater
        description="Synthetic preference pairs: the author's continuation vs cross-author and rule-perturbed negatives.")
 def synthetic_pairs(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
-    out = pipeline.synthetic_pairs(s, progress=persrm.progress)
+    with artifact_lock(s.paths.pairs):
+        out = pipeline.synthetic_pairs(s, progress=persrm.progress)
     return MaterializeResult(metadata={
         "pairs": out["pairs"], "label_A_share": out["label_A_share"],
         "by_negative_type": MetadataValue.json(out["by_negative_type"]),
@@ -40,7 +43,8 @@ def synthetic_pairs(context: AssetExecutionContext, persrm: PersrmConfig) -> Mat
        description="Quality-gated pairs split into train and eval (unseen texts, unseen authors) with no shared text.")
 def filtered_corpus(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
-    out = pipeline.filtered_corpus(s)
+    with artifact_lock(s.paths.corpus):
+        out = pipeline.filtered_corpus(s)
     splits = [{"split": k, **v} for k, v in out["splits"].items()]
     return MaterializeResult(metadata={
         "rules": _md_table(out["rules"]), "splits": _md_table(splits),
@@ -53,7 +57,8 @@ def filtered_corpus(context: AssetExecutionContext, persrm: PersrmConfig) -> Mat
        description="The base LM: `tiny` (tokenizer trained on train text + random Qwen2) or a hub id/path.")
 def base_model(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
-    out = pipeline.base_model(s)
+    with artifact_lock(s.paths.base_model):
+        out = pipeline.base_model(s)
     return MaterializeResult(metadata={k: v for k, v in out.items()})
 
 
@@ -61,7 +66,8 @@ def base_model(context: AssetExecutionContext, persrm: PersrmConfig) -> Material
        description="TRL SFT of the judge on offline-written reasoning traces (loss on the completion only).")
 def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
-    out = pipeline.sft_checkpoint(s)
+    with artifact_lock(s.paths.sft):
+        out = pipeline.sft_checkpoint(s)
     curve = out.pop("curve")
     return MaterializeResult(metadata={**out, "loss_curve": _md_table([{"step": a, "loss": b} for a, b in curve]),
                                        "path": MetadataValue.path(out["checkpoint"])})
@@ -71,7 +77,8 @@ def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> Mate
        description="TRL GRPO from the SFT checkpoint with the verifiable verdict reward.")
 def rft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
-    out = pipeline.rft_checkpoint(s)
+    with artifact_lock(s.paths.rft):
+        out = pipeline.rft_checkpoint(s)
     curve = out.pop("curve")
     return MaterializeResult(metadata={**out, "reward_curve": _md_table([{"step": a, "reward": b} for a, b in curve]),
                                        "path": MetadataValue.path(out["checkpoint"])})
@@ -84,7 +91,8 @@ def eval_report(context: AssetExecutionContext, persrm: PersrmConfig) -> Materia
     from pathlib import Path
 
     s = persrm.settings()
-    out = pipeline.eval_report(s)
+    with artifact_lock(s.paths.report):
+        out = pipeline.eval_report(s)
     judges = out["metrics"]["judges"]
     plot = Path(out["files"]["accuracy"])
     image = f"![accuracy](data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()})"

@@ -11,6 +11,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Test runs go to throw-away Dagster instances, not the user's DAGSTER_HOME that `make` sets.
+os.environ.pop("DAGSTER_HOME", None)
 
 REPO = Path(__file__).resolve().parent.parent
 
