@@ -100,6 +100,8 @@ def eval_report(context: AssetExecutionContext, persrm: PersrmConfig) -> Materia
         "headline": MetadataValue.md(markdown_table(out["headline"])),
         "accuracy_plot": MetadataValue.md(image),
         **{f"accuracy_{name}": m["accuracy"] for name, m in judges.items()},
+        **{f"real_authors_accuracy_{name}": m["accuracy"]
+           for name, m in out["metrics"].get("real_authors", {}).get("judges", {}).items()},
         "report": MetadataValue.path(out["files"]["report_md"]),
         "report_html": MetadataValue.path(out["files"]["report_html"])})
 

@@ -38,6 +38,15 @@ class BaseModelSettings:
 
 
 @dataclass
+class RealAuthorsSettings:
+    """Every judge on real authors' writing (`persrm_core.real_authors`), in its own report section."""
+
+    dir: Path | None = None  # directory-per-author corpus; relative = to params.yaml's folder; None = off
+    max_pairs: int = 200  # pairs sampled (deterministically, by seed) from the held-out texts; 0 = all
+    num_exemplars: int = 2  # the author's other texts shown with each pair
+
+
+@dataclass
 class EvalSettings:
     max_pairs: int = 0
     both_orders: bool = True
@@ -45,6 +54,7 @@ class EvalSettings:
     batch_size: int = 16
     max_new_tokens: int = 96
     examples: int = 4
+    real_authors: RealAuthorsSettings = field(default_factory=RealAuthorsSettings)
 
 
 @dataclass
@@ -91,6 +101,18 @@ def _build(cls, data: dict, where: str, params_path: Path):
     return cls(**data)
 
 
+def _real_authors(data: dict, params_path: Path) -> RealAuthorsSettings:
+    """`eval.real_authors`; its `dir` resolves against the params file's folder (not the data root:
+    the corpus is shared research data beside the checkout), and an empty `dir` turns it off."""
+    ra = _build(RealAuthorsSettings, dict(data), "eval.real_authors", params_path)
+    if ra.dir is not None and str(ra.dir).strip():
+        d = Path(str(ra.dir).strip())
+        ra.dir = (d if d.is_absolute() else params_path.parent / d).resolve()
+    else:
+        ra.dir = None
+    return ra
+
+
 def load_settings(profile: str | None = None, params_path: str | Path | None = None,
                   root: str | Path | None = None, overrides: dict | None = None) -> Settings:
     """Settings of `profile` from `params_path`; relative paths resolve against `root`
@@ -114,6 +136,8 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
     max_texts = int(syn.pop("max_texts_per_author", 0))
     bm = dict(merged["base_model"])
     bm["tiny"] = _build(TinyModelConfig, bm.get("tiny", {}), "base_model.tiny", params_path)
+    ev = dict(merged["eval"])
+    ev["real_authors"] = _real_authors(ev.get("real_authors") or {}, params_path)
     return Settings(
         profile=profile, seed=seed, paths=paths,
         min_texts_per_author=int(merged.get("ingest", {}).get("min_texts_per_author", 2)),
@@ -124,6 +148,6 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
         base_model=_build(BaseModelSettings, bm, "base_model", params_path),
         sft=_build(TrainConfig, {**merged["sft"], "seed": seed}, "sft", params_path),
         rft=_build(GRPOSettings, {**merged["rft"], "seed": seed}, "rft", params_path),
-        eval=_build(EvalSettings, merged["eval"], "eval", params_path),
+        eval=_build(EvalSettings, ev, "eval", params_path),
         raw=merged,
     )

@@ -7,6 +7,7 @@ Dagster assets (`assets/`) call these; `persrm run` and `dvc repro` reach them t
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import shutil
@@ -21,6 +22,8 @@ from persrm_core.corpus import check_no_leakage, filter_pairs, write_parquet
 from persrm_core.ingest import read_exemplars
 from persrm_core.records import Exemplar, Pair, pair_from_dict
 from persrm_core.synthesis import build_pairs
+
+log = logging.getLogger(__name__)
 
 
 def raw_exemplars(s: Settings) -> dict:
@@ -182,23 +185,56 @@ def eval_pairs(s: Settings) -> tuple[list[Pair], dict[str, str]]:
     return pairs, {r["pair_id"]: r["split"] for r in rows}
 
 
+def real_author_eval_pairs(s: Settings) -> tuple[list[Pair], str | None]:
+    """Pairs from the real-author corpus of `eval.real_authors` (`persrm_core.real_authors`), or no
+    pairs and the reason the report gives for skipping that section."""
+    from persrm_core.errors import InputError
+    from persrm_core.real_authors import real_author_pairs
+
+    ra = s.eval.real_authors
+    if ra.dir is None:
+        return [], "eval.real_authors.dir is empty in params.yaml (turned off)"
+    try:
+        real = real_author_pairs(ra.dir, ra.max_pairs, ra.num_exemplars, s.seed)
+    except InputError as exc:  # an unreadable optional corpus should not cost the whole evaluation
+        log.warning("real-authors evaluation skipped: %s", exc)
+        return [], f"the corpus could not be read: {exc}"
+    if real is None:
+        return [], f"no corpus at {ra.dir}"
+    if not real:
+        return [], f"no cross-author pairs could be built from {ra.dir} (too few or too short texts)"
+    return real, None
+
+
 def eval_report(s: Settings) -> dict:
     from persrm_core.judge import GenerationSettings, ModelJudge, baseline_judge
     from persrm_core.metrics import judge_metrics
     from persrm_core.report import headline_rows, write_report
 
     pairs, splits = eval_pairs(s)
+    real, real_skipped = real_author_eval_pairs(s)
     gen = GenerationSettings(batch_size=s.eval.batch_size, max_new_tokens=s.eval.max_new_tokens)
     judgments: dict[str, list[dict]] = {}
+    real_judgments: dict[str, list[dict]] = {}
     models = {"base": base_model_ref(s), "sft": str(s.paths.sft), "rft": str(s.paths.rft)}
     for name, ref in models.items():
         judge = ModelJudge(ref, s.render, gen, s.base_model.dtype, s.base_model.trust_remote_code)
         judgments[name] = judge.judge(pairs, both_orders=s.eval.both_orders)
+        if real:
+            real_judgments[name] = judge.judge(real, both_orders=s.eval.both_orders)
     for name in s.eval.baselines:
         judgments[name] = baseline_judge(name, pairs, seed=s.seed, both_orders=s.eval.both_orders)
+        if real:
+            real_judgments[name] = baseline_judge(name, real, seed=s.seed, both_orders=s.eval.both_orders)
     metrics = {"judges": {n: judge_metrics(pairs, j, splits) for n, j in judgments.items()},
                "settings": {"profile": s.profile, "eval_pairs": len(pairs),
                             "base_model": s.base_model.name, "both_orders": s.eval.both_orders}}
+    if real:
+        metrics["real_authors"] = {"source": str(s.eval.real_authors.dir), "pairs": len(real),
+                                   "authors": len({p.author_id for p in real}),
+                                   "judges": {n: judge_metrics(real, j) for n, j in real_judgments.items()}}
+    else:
+        metrics["real_authors"] = {"skipped": real_skipped}
     curves = {}
     for stage, path in (("sft", s.paths.sft), ("rft", s.paths.rft)):
         log_file = path / "training_log.json"
@@ -207,7 +243,8 @@ def eval_report(s: Settings) -> dict:
     with atomic_dir(s.paths.report) as tmp:
         files = write_report(tmp, metrics, curves, examples)
         write_jsonl(tmp / "judgments.jsonl",
-                    ({"judge": n, **j} for n, js in judgments.items() for j in js))
+                    [*({"judge": n, "eval_set": "eval", **j} for n, js in judgments.items() for j in js),
+                     *({"judge": n, "eval_set": "real_authors", **j} for n, js in real_judgments.items() for j in js)])
     return {"metrics": metrics, "headline": headline_rows(metrics),
             "files": {k: str(s.paths.report / Path(v).name) for k, v in files.items()}}
 

@@ -56,15 +56,44 @@ def verdict_sentences(metrics: dict) -> list[str]:
     return out
 
 
-def plot_accuracy(metrics: dict, path: Path) -> Path:
+def real_author_rows(metrics: dict) -> list[dict]:
+    """The per-judge table of the real-authors section (empty when it was skipped or absent)."""
+    judges = metrics.get("real_authors", {}).get("judges", {})
+    return [{"judge": n, "accuracy": m["accuracy"], "ci95": m.get("accuracy_ci95"), "n": m["n"],
+             "format_valid_rate": m["format_valid_rate"], "position_consistency": m.get("position_consistency")}
+            for n, m in judges.items()]
+
+
+def real_author_sentences(metrics: dict) -> list[str]:
+    """What the real-authors section says before its table: the data, or why it was skipped."""
+    ra = metrics.get("real_authors")
+    if ra is None:
+        return []
+    if "judges" not in ra:
+        return [f"The real-authors evaluation was skipped: {ra.get('skipped', 'no reason recorded')}."]
+    authors = f" by {ra['authors']} authors" if ra.get("authors") else ""
+    out = [f"{ra['pairs']} cross-author pairs{authors} from `{ra['source']}`: each author's own held-out "
+           "continuation against a length-matched continuation by another author on the nearest topic. "
+           "None of these authors is in training (the judge trains only on the project's own sample)."]
+    j = ra["judges"]
+    baselines = {k: v["accuracy"] for k, v in j.items() if k not in MODEL_JUDGES}
+    if baselines and "rft" in j:
+        best = max(baselines, key=baselines.get)
+        a = j["rft"]["accuracy"]
+        word = "beat" if a > baselines[best] else "did not beat"
+        out.append(f"On real authors, RFT {word} the best baseline, {best} ({a:.3f} vs {baselines[best]:.3f}).")
+    return out
+
+
+def _plot_judge_bars(judges: dict, path: Path, title: str) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = list(metrics["judges"])
-    acc = [metrics["judges"][n]["accuracy"] for n in names]
-    ci = [metrics["judges"][n].get("accuracy_ci95") or [a, a] for n, a in zip(names, acc)]
+    names = list(judges)
+    acc = [judges[n]["accuracy"] for n in names]
+    ci = [judges[n].get("accuracy_ci95") or [a, a] for n, a in zip(names, acc)]
     err = [[a - c[0] for a, c in zip(acc, ci)], [c[1] - a for a, c in zip(acc, ci)]]
     fig, ax = plt.subplots(figsize=(7, 3.6))
     colors = ["#4C72B0" if n in MODEL_JUDGES else "#999999" for n in names]
@@ -72,8 +101,33 @@ def plot_accuracy(metrics: dict, path: Path) -> Path:
     ax.axhline(0.5, ls="--", c="k", lw=0.8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy (invalid = wrong)")
-    ax.set_title("Eval accuracy per judge, 95% bootstrap interval")
+    ax.set_title(title)
     fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_accuracy(metrics: dict, path: Path) -> Path:
+    return _plot_judge_bars(metrics["judges"], path, "Eval accuracy per judge, 95% bootstrap interval")
+
+
+def plot_real_authors(metrics: dict, path: Path) -> Path:
+    """Accuracy per judge on real authors, or (so the file always exists) a figure saying why not."""
+    ra = metrics.get("real_authors", {})
+    if ra.get("judges"):
+        return _plot_judge_bars(ra["judges"], path, "Real authors: accuracy per judge, 95% bootstrap interval")
+    import textwrap
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 1.6))
+    ax.axis("off")
+    reason = textwrap.fill(f"Real-authors evaluation skipped: {ra.get('skipped', 'not run')}", 80)
+    ax.text(0.5, 0.5, reason, ha="center", va="center", fontsize=9, wrap=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
@@ -135,6 +189,8 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
              "by_negative_type": plot_by_type(metrics, out / "by_negative_type.png")}
     if (c := plot_curves(curves, out / "training_curves.png")) is not None:
         plots["training_curves"] = c
+    if "real_authors" in metrics:  # eval_report always records it (data or a skip reason)
+        plots["real_authors"] = plot_real_authors(metrics, out / "real_authors.png")
     write_json(out / "metrics.json", metrics)
     rows = headline_rows(metrics)
     by_type = [{"judge": n, **m["by_negative_type"]} for n, m in metrics["judges"].items()]
@@ -145,6 +201,10 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
     if by_split:
         md += ["## By split (eval_seen: unseen texts of seen authors; eval_unseen: unseen authors)", "",
                markdown_table(by_split), ""]
+    if "real_authors" in metrics:
+        md += ["## Real authors", "", *real_author_sentences(metrics), ""]
+        if real_rows := real_author_rows(metrics):
+            md += [markdown_table(real_rows), "", "![real authors](real_authors.png)", ""]
     if "training_curves" in plots:
         md += ["## Training curves", "", "![curves](training_curves.png)", ""]
     md += ["## Example judgments", ""]
@@ -182,6 +242,10 @@ def _html(title, metrics, rows, by_type, by_split, plots, examples) -> str:
               "<h2>By negative type</h2>", _table_html(by_type), _img(plots["by_negative_type"])]
     if by_split:
         parts += ["<h2>By split</h2>", _table_html(by_split)]
+    if "real_authors" in metrics:
+        parts += ["<h2>Real authors</h2>", *(f"<p>{html.escape(t)}</p>" for t in real_author_sentences(metrics))]
+        if real_rows := real_author_rows(metrics):
+            parts += [_table_html(real_rows), _img(plots["real_authors"])]
     if "training_curves" in plots:
         parts += ["<h2>Training curves</h2>", _img(plots["training_curves"])]
     parts.append("<h2>Example judgments</h2>")
