@@ -113,6 +113,18 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _train_and_publish(trainer, tokenizer, resume: str | None, work: Path, out: Path, stage: str,
+                       **summary) -> list[dict]:
+    """Train (resuming from `resume`), save model, tokenizer and curves to `out`, drop the
+    checkpoints, and return the log."""
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(out))
+    tokenizer.save_pretrained(out)
+    log = _save_log(trainer, out, stage, **summary, resumed_from=Path(resume).name if resume else None)
+    shutil.rmtree(work, ignore_errors=True)
+    return log
+
+
 def _save_log(trainer, out_dir: Path, stage: str, **summary) -> list[dict]:
     log = [dict(h, stage=stage) for h in trainer.state.log_history]
     if summary:
@@ -150,14 +162,8 @@ def train_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pat
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=resume)
-    out = Path(out_dir)
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(out)
-    log = _save_log(trainer, out, "sft", traces=len(rows), trace_keep_rate=round(keep_rate, 4),
-                    resumed_from=Path(resume).name if resume else None)
-    shutil.rmtree(work, ignore_errors=True)
-    return log
+    return _train_and_publish(trainer, tokenizer, resume, work, Path(out_dir), "sft", traces=len(rows),
+                              trace_keep_rate=round(keep_rate, 4))
 
 
 def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: GRPOSettings,
@@ -190,10 +196,4 @@ def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pa
     )
     trainer = GRPOTrainer(model=model, reward_funcs=[verdict_reward], args=args,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks)
-    trainer.train(resume_from_checkpoint=resume)
-    out = Path(out_dir)
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(out)
-    log = _save_log(trainer, out, "rft", resumed_from=Path(resume).name if resume else None)
-    shutil.rmtree(work, ignore_errors=True)
-    return log
+    return _train_and_publish(trainer, tokenizer, resume, work, Path(out_dir), "rft")
