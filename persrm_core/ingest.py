@@ -7,7 +7,6 @@ with one sub-directory per author holding `.txt` files, optionally below `train/
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 

@@ -20,7 +20,7 @@ from persrm_core.atomic import atomic_dir, write_jsonl
 from persrm_core.config import Settings
 from persrm_core.corpus import check_no_leakage, filter_pairs, write_parquet
 from persrm_core.ingest import read_exemplars
-from persrm_core.records import Exemplar, Pair, pair_from_dict
+from persrm_core.records import Pair, pair_from_dict
 from persrm_core.synthesis import build_pairs
 
 log = logging.getLogger(__name__)
@@ -38,14 +38,8 @@ def raw_exemplars(s: Settings) -> dict:
                            for a, n in sorted(per_author.items())]}
 
 
-def load_exemplars(path: Path) -> list[Exemplar]:
-    from persrm_core.ingest import read_exemplars as _read
-
-    return _read(path, min_texts_per_author=1)
-
-
 def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
-    exemplars = load_exemplars(s.paths.exemplars)
+    exemplars = read_exemplars(s.paths.exemplars, min_texts_per_author=1)
     if s.max_texts_per_author > 0:
         kept: Counter = Counter()
         subset = []
