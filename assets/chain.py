@@ -15,6 +15,14 @@ def _md_table(rows: list[dict]) -> MetadataValue:
     return MetadataValue.md(markdown_table(rows))
 
 
+def _checkpoint_result(out: dict, curve_key: str) -> MaterializeResult:
+    """A training stage's summary as metadata, its curve as a table, its checkpoint as a path."""
+    curve = out.pop("curve")
+    return MaterializeResult(metadata={
+        **out, f"{curve_key}_curve": _md_table([{"step": a, curve_key: b} for a, b in curve]),
+        "path": MetadataValue.path(out["checkpoint"])})
+
+
 @asset(group_name=GROUP, description="Validated exemplars from data/raw (any supported input format).",
        kinds={"python"})
 def raw_exemplars(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
@@ -68,9 +76,7 @@ def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> Mate
     s = persrm.settings()
     with artifact_lock(s.paths.sft):
         out = pipeline.sft_checkpoint(s)
-    curve = out.pop("curve")
-    return MaterializeResult(metadata={**out, "loss_curve": _md_table([{"step": a, "loss": b} for a, b in curve]),
-                                       "path": MetadataValue.path(out["checkpoint"])})
+    return _checkpoint_result(out, "loss")
 
 
 @asset(group_name=GROUP, deps=[sft_checkpoint], kinds={"pytorch"},
@@ -79,9 +85,7 @@ def rft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> Mate
     s = persrm.settings()
     with artifact_lock(s.paths.rft):
         out = pipeline.rft_checkpoint(s)
-    curve = out.pop("curve")
-    return MaterializeResult(metadata={**out, "reward_curve": _md_table([{"step": a, "reward": b} for a, b in curve]),
-                                       "path": MetadataValue.path(out["checkpoint"])})
+    return _checkpoint_result(out, "reward")
 
 
 @asset(group_name=GROUP, deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus], kinds={"python"},

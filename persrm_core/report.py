@@ -38,6 +38,17 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def rft_vs_best_baseline(judges: dict, subject: str) -> list[str]:
+    """One sentence comparing RFT with the most accurate baseline (none if either is missing)."""
+    baselines = {k: v["accuracy"] for k, v in judges.items() if k not in MODEL_JUDGES}
+    if not baselines or "rft" not in judges:
+        return []
+    best = max(baselines, key=baselines.get)
+    a = judges["rft"]["accuracy"]
+    word = "beat" if a > baselines[best] else "did not beat"
+    return [f"{subject} {word} the best baseline, {best} ({a:.3f} vs {baselines[best]:.3f})."]
+
+
 def verdict_sentences(metrics: dict) -> list[str]:
     j = metrics["judges"]
     out = []
@@ -47,12 +58,7 @@ def verdict_sentences(metrics: dict) -> list[str]:
             word = "beat" if a > b else ("tied" if a == b else "did not beat")
             out.append(f"{new.upper()} {word} {old} on eval accuracy ({a:.3f} vs {b:.3f}; "
                        f"format-valid {j[new]['format_valid_rate']:.3f} vs {j[old]['format_valid_rate']:.3f}).")
-    baselines = {k: v["accuracy"] for k, v in j.items() if k not in MODEL_JUDGES}
-    if baselines and "rft" in j:
-        best = max(baselines, key=baselines.get)
-        a = j["rft"]["accuracy"]
-        word = "beat" if a > baselines[best] else "did not beat"
-        out.append(f"RFT {word} the best baseline, {best} ({a:.3f} vs {baselines[best]:.3f}).")
+    out += rft_vs_best_baseline(j, "RFT")
     return out
 
 
@@ -75,13 +81,7 @@ def real_author_sentences(metrics: dict) -> list[str]:
     out = [f"{ra['pairs']} cross-author pairs{authors} from `{ra['source']}`: each author's own held-out "
            "continuation against a length-matched continuation by another author on the nearest topic. "
            "None of these authors is in training (the judge trains only on the project's own sample)."]
-    j = ra["judges"]
-    baselines = {k: v["accuracy"] for k, v in j.items() if k not in MODEL_JUDGES}
-    if baselines and "rft" in j:
-        best = max(baselines, key=baselines.get)
-        a = j["rft"]["accuracy"]
-        word = "beat" if a > baselines[best] else "did not beat"
-        out.append(f"On real authors, RFT {word} the best baseline, {best} ({a:.3f} vs {baselines[best]:.3f}).")
+    out += rft_vs_best_baseline(ra["judges"], "On real authors, RFT")
     return out
 
 

@@ -107,6 +107,14 @@ def prepare_work_dir(work_dir: Path, fingerprint: str) -> str | None:
     return None
 
 
+def _work_and_resume(stage: str, model_dir, cfg, limits: RenderLimits, train_pairs: list[dict], out_dir,
+                     work_dir) -> tuple[Path, str | None]:
+    """The checkpoint directory of this training run and the checkpoint to resume from, if any."""
+    work = Path(work_dir or Path(out_dir) / "_work")
+    run = fingerprint(stage, str(model_dir), cfg, limits, [(p["pair_id"], p["label"]) for p in train_pairs])
+    return work, prepare_work_dir(work, run)
+
+
 def fingerprint(*parts) -> str:
     blob = json.dumps([dataclasses.asdict(p) if dataclasses.is_dataclass(p) else p for p in parts],
                       sort_keys=True, default=str)
@@ -147,9 +155,7 @@ def train_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pat
     rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling)
     keep_rate = len(rows) / max(len(train_pairs), 1)
     random.Random(cfg.seed).shuffle(rows)
-    work = Path(work_dir or Path(out_dir) / "_work")
-    resume = prepare_work_dir(work, fingerprint("sft", str(model_dir), cfg, limits,
-                                                [(p["pair_id"], p["label"]) for p in train_pairs]))
+    work, resume = _work_and_resume("sft", model_dir, cfg, limits, train_pairs, out_dir, work_dir)
     args = SFTConfig(
         output_dir=str(work), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
@@ -182,9 +188,7 @@ def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pa
                                        limits, count),
              "label": p["label"]} for p in train_pairs]
     random.Random(cfg.seed).shuffle(rows)
-    work = Path(work_dir or Path(out_dir) / "_work")
-    resume = prepare_work_dir(work, fingerprint("rft", str(model_dir), cfg, limits,
-                                                [(p["pair_id"], p["label"]) for p in train_pairs]))
+    work, resume = _work_and_resume("rft", model_dir, cfg, limits, train_pairs, out_dir, work_dir)
     args = GRPOConfig(
         output_dir=str(work), learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
