@@ -6,6 +6,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from assets.resources import PersrmConfig
 from persrm_core import pipeline
 from persrm_core.locking import artifact_lock
+from persrm_core.redact import redact
 from persrm_core.report import markdown_table
 
 GROUP = "persrm"
@@ -28,7 +29,7 @@ def _checkpoint_result(out: dict, curve_key: str) -> MaterializeResult:
 def raw_exemplars(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
     with artifact_lock(s.paths.exemplars):
-        out = pipeline.raw_exemplars(s)
+        out = redact(pipeline.raw_exemplars(s))
     context.log.info(f"{out['texts']} texts by {out['authors']} authors from {s.paths.raw}")
     return MaterializeResult(metadata={
         "texts": out["texts"], "authors": out["authors"], "per_author": _md_table(out["per_author"]),
@@ -40,7 +41,7 @@ def raw_exemplars(context: AssetExecutionContext, persrm: PersrmConfig) -> Mater
 def synthetic_pairs(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
     with artifact_lock(s.paths.pairs):
-        out = pipeline.synthetic_pairs(s, progress=persrm.progress)
+        out = redact(pipeline.synthetic_pairs(s, progress=persrm.progress))
     return MaterializeResult(metadata={
         "pairs": out["pairs"], "label_A_share": out["label_A_share"],
         "by_negative_type": MetadataValue.json(out["by_negative_type"]),
@@ -52,7 +53,7 @@ def synthetic_pairs(context: AssetExecutionContext, persrm: PersrmConfig) -> Mat
 def filtered_corpus(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
     with artifact_lock(s.paths.corpus):
-        out = pipeline.filtered_corpus(s)
+        out = redact(pipeline.filtered_corpus(s))
     splits = [{"split": k, **v} for k, v in out["splits"].items()]
     return MaterializeResult(metadata={
         "rules": _md_table(out["rules"]), "splits": _md_table(splits),
@@ -66,7 +67,7 @@ def filtered_corpus(context: AssetExecutionContext, persrm: PersrmConfig) -> Mat
 def base_model(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
     with artifact_lock(s.paths.base_model):
-        out = pipeline.base_model(s)
+        out = redact(pipeline.base_model(s))
     return MaterializeResult(metadata={k: v for k, v in out.items()})
 
 
@@ -75,7 +76,7 @@ def base_model(context: AssetExecutionContext, persrm: PersrmConfig) -> Material
 def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
     with artifact_lock(s.paths.sft):
-        out = pipeline.sft_checkpoint(s)
+        out = redact(pipeline.sft_checkpoint(s))
     return _checkpoint_result(out, "loss")
 
 
@@ -84,7 +85,7 @@ def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> Mate
 def rft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
     with artifact_lock(s.paths.rft):
-        out = pipeline.rft_checkpoint(s)
+        out = redact(pipeline.rft_checkpoint(s))
     return _checkpoint_result(out, "reward")
 
 
@@ -96,7 +97,7 @@ def eval_report(context: AssetExecutionContext, persrm: PersrmConfig) -> Materia
 
     s = persrm.settings()
     with artifact_lock(s.paths.report):
-        out = pipeline.eval_report(s)
+        out = redact(pipeline.eval_report(s))
     judges = out["metrics"]["judges"]
     plot = Path(out["files"]["accuracy"])
     image = f"![accuracy](data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()})"

@@ -83,11 +83,14 @@ def _print_summary(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from persrm_core.redact import install_log_redaction, redact
+
     args = _parser().parse_args(argv)
+    install_log_redaction()
     try:
         return _dispatch(args)
     except InputError as exc:
-        print(f"persrm {args.command}: error: {exc}", file=sys.stderr)
+        print(redact(f"persrm {args.command}: error: {exc}"), file=sys.stderr)
         return 2
 
 

@@ -7,6 +7,9 @@ from dagster import AssetSelection, Definitions, define_asset_job
 from assets import ALL_ASSETS, ALL_CHECKS, PersrmConfig
 from orchestration.schedules import FULL_RETRAIN_JOB, weekly_full_retrain
 from orchestration.sensors import new_exemplars_sensor, record_run_failures
+from persrm_core.redact import install_log_redaction
+
+install_log_redaction()  # no secret from the environment reaches a log line
 
 retrain_job = define_asset_job(
     FULL_RETRAIN_JOB, selection=AssetSelection.all(),

@@ -86,6 +86,21 @@ class Settings:
     raw: dict[str, Any]
 
 
+def confined_path(root: Path, value: str | Path, params_path: Path, key: str) -> Path:
+    """`value` resolved against the data root. A relative path must stay inside the root (no `..`
+    escape, no symlinked way out), so a params file or a per-run override cannot make an asset
+    write or delete outside the project's data; an absolute path is taken as a deliberate choice."""
+    raw = Path(value)
+    if raw.is_absolute():
+        return raw
+    root_resolved = Path(root).resolve()
+    target = (root_resolved / raw).resolve()
+    if target != root_resolved and root_resolved not in target.parents:
+        raise InputError(params_path, f"{key}: {str(value)!r} leads outside the data root {root_resolved}; "
+                         "give an absolute path to place it there on purpose", key)
+    return Path(root) / raw
+
+
 def _merge(base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in (over or {}).items():
@@ -130,7 +145,7 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
         raise InputError(params_path, f"unknown profile {profile!r} (known: {', '.join(profiles)})", "profiles")
     merged = _merge(_merge(params.get("defaults", {}), profiles[profile] or {}), overrides or {})
     root = Path(root) if root else params_path.parent
-    paths = Paths(**{k: (Path(v) if Path(v).is_absolute() else root / v) for k, v in params["paths"].items()})
+    paths = Paths(**{k: confined_path(root, v, params_path, f"paths.{k}") for k, v in params["paths"].items()})
     seed = int(merged.get("seed", 0))
     syn = dict(merged["synthesis"])
     max_texts = int(syn.pop("max_texts_per_author", 0))

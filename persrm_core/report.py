@@ -182,7 +182,11 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> Path | None:
 
 def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict]],
                  examples: list[dict], title: str = "PersRM evaluation report") -> dict[str, Path]:
-    """Write metrics.json, report.md, report.html and the plot PNGs into `out_dir`."""
+    """Write metrics.json, report.md, report.html and the plot PNGs into `out_dir` (secrets masked:
+    `persrm_core.redact`)."""
+    from persrm_core.redact import redact
+
+    metrics, examples = redact(metrics), redact(examples)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = {"accuracy": plot_accuracy(metrics, out / "accuracy.png"),
