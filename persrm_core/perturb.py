@@ -43,9 +43,20 @@ STARTS_WITH_I = re.compile(r"I\b")
 HEDGE_OPENERS = ("Perhaps", "Arguably", "It may be that", "To some extent,", "One might say")
 
 
+_SWAP_PATTERNS: dict[int, tuple[re.Pattern, dict[str, str]]] = {}
+
+
+def _swap_pattern(table: dict[str, str]) -> tuple[re.Pattern, dict[str, str]]:
+    """The alternation regex of a (module-constant) word table, compiled once, not per text."""
+    if id(table) not in _SWAP_PATTERNS:
+        pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True))
+                             + r")\b", re.IGNORECASE)
+        _SWAP_PATTERNS[id(table)] = (pattern, {k.lower(): v for k, v in table.items()} | dict(table))
+    return _SWAP_PATTERNS[id(table)]
+
+
 def _swap_words(text: str, table: dict[str, str]) -> tuple[str, int]:
-    pattern = re.compile(r"\b(" + "|".join(re.escape(k) for k in sorted(table, key=len, reverse=True))
-                         + r")\b", re.IGNORECASE)
+    pattern, table = _swap_pattern(table)
     count = 0
 
     def repl(m: re.Match) -> str:
@@ -55,7 +66,6 @@ def _swap_words(text: str, table: dict[str, str]) -> tuple[str, int]:
         new = table[word.lower()] if word.lower() in table else table.get(word, word)
         return new[0].upper() + new[1:] if word[0].isupper() else new
 
-    table = {k.lower(): v for k, v in table.items()} | {k: v for k, v in table.items()}
     return pattern.sub(repl, text), count
 
 

@@ -15,6 +15,7 @@ leaks into train. A/B positions are shuffled and balanced within each split.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import random
 import re
@@ -29,6 +30,7 @@ from persrm_core.records import Exemplar
 
 TRAIN, EVAL_SEEN, EVAL_UNSEEN = "train", "eval_seen", "eval_unseen"
 SENTENCE_END_RE = re.compile(r"(?<=[.!?])\s+|\n+")
+SPACE_RE = re.compile(r"\s")
 
 
 @dataclass
@@ -95,8 +97,9 @@ def equalize_length(a: str, b: str) -> tuple[str, str]:
     if len(a) == len(b):
         return a, b
     short, long_ = (a, b) if len(a) < len(b) else (b, a)
-    bounds = [i for i, c in enumerate(long_) if c.isspace()] + [len(long_)]
-    cut = min(bounds, key=lambda i: (abs(i - len(short)), -i))
+    bounds = [m.start() for m in SPACE_RE.finditer(long_)] + [len(long_)]
+    at = bisect.bisect_left(bounds, len(short))  # the two boundaries around the short length
+    cut = min(bounds[max(at - 1, 0):at + 1], key=lambda i: (abs(i - len(short)), -i))
     cut_text = long_[:cut].rstrip() or long_
     return (short, cut_text) if short is a else (cut_text, short)
 
@@ -131,20 +134,88 @@ def plan_splits(exemplars: list[Exemplar], cfg: SynthesisConfig) -> dict[str, st
     return plan
 
 
-def _topic_neighbours(tasks: list[Task]) -> list[list[int]]:
-    """For each task, the other tasks ordered by topic similarity (TF-IDF cosine of content words)."""
+EXACT_NEIGHBOUR_LIMIT = 4000  # up to this many texts in a split, topic neighbours are exact
+NEIGHBOURS = 64  # nearest-topic candidates kept per text
+STRATEGIES = ("cross_author", "rule_perturbation")
+
+
+def topic_neighbours(docs: list[str], k: int = NEIGHBOURS, seed: int = 0,
+                     exact_limit: int = EXACT_NEIGHBOUR_LIMIT) -> list[list[int]]:
+    """For each document, up to `k` other documents ordered by topic similarity (TF-IDF cosine of
+    content words). Exact for up to `exact_limit` documents; above it, blocked so that cost grows
+    about linearly: a 64-d LSA projection (fitted on a sample) clusters the documents with k-means
+    into blocks of about `exact_limit / 2`, and neighbours are searched exactly within each block."""
+    import numpy as np
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    docs = [f"{t.prompt} {t.continuation}".lower() for t in tasks]
-    matrix = TfidfVectorizer(stop_words="english", min_df=1, sublinear_tf=True).fit_transform(docs)
-    sims = (matrix @ matrix.T).toarray()
-    return [list(reversed(row.argsort())) for row in sims]
+    n = len(docs)
+    if n < 2:
+        return [[] for _ in docs]
+    matrix = TfidfVectorizer(stop_words="english", min_df=1, sublinear_tf=True, dtype=np.float32).fit_transform(
+        [d.lower() for d in docs])
+    blocks = [np.arange(n)] if n <= exact_limit else _topic_blocks(matrix, max(2, 2 * n // exact_limit), seed)
+    out: list[list[int]] = [[] for _ in docs]
+    for block in blocks:
+        kk = min(k, len(block) - 1)
+        if kk <= 0:
+            continue
+        for lo in range(0, len(block), 2048):  # bounded memory: a 2048 x block similarity slab
+            rows = block[lo:lo + 2048]
+            sims = (matrix[rows] @ matrix[block].T).toarray()
+            sims[np.arange(len(rows)), np.arange(lo, lo + len(rows))] = -np.inf  # not oneself
+            top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+            rank = np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable")
+            for r, idx in zip(rows, np.take_along_axis(top, rank, axis=1)):
+                out[int(r)] = block[idx].tolist()
+    return out
 
 
-def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool = True) -> list[dict]:
+def _topic_blocks(matrix, n_blocks: int, seed: int) -> list:
+    import numpy as np
+    from sklearn.cluster import MiniBatchKMeans
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.preprocessing import normalize
+
+    rng = np.random.default_rng(seed)
+    n = matrix.shape[0]
+    sample = rng.choice(n, size=min(n, 20000), replace=False)
+    svd = TruncatedSVD(n_components=64, random_state=seed).fit(matrix[sample])
+    dense = normalize(svd.transform(matrix)).astype(np.float32)
+    labels = MiniBatchKMeans(n_clusters=n_blocks, random_state=seed, n_init=1, batch_size=4096).fit_predict(dense)
+    cap = 2 * n // n_blocks + 1  # an oversized cluster is cut into chunks so no block explodes
+    blocks = []
+    for c in range(n_blocks):
+        members = np.flatnonzero(labels == c)
+        blocks += [members[i:i + cap] for i in range(0, len(members), cap)]
+    return [b for b in blocks if len(b)]
+
+
+@dataclass
+class _World:
+    """What building any text's pairs reads (inherited by forked worker processes)."""
+
+    cfg: SynthesisConfig
+    tasks: list[Task]
+    neighbours: list[list[int]]
+    by_split: dict[str, list[int]]
+    exemplar_pool: dict[tuple[str, str], list[str]]
+
+
+_WORLD: _World | None = None
+
+
+def task_rng(seed: int, tid: str) -> random.Random:
+    """Each text's own random stream: a text's pairs do not depend on which other texts exist
+    or on the order (or the process) they are built in."""
+    return random.Random(f"{seed}:{tid}")
+
+
+def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool = True,
+                workers: int = 1) -> list[dict]:
     """Make pair rows: the Pair record fields plus `split`, `perturbed_factors` and the text ids
-    each pair uses (`chosen_source`, `negative_source`, `exemplar_sources`)."""
-    rng = random.Random(cfg.seed)
+    each pair uses (`chosen_source`, `negative_source`, `exemplar_sources`). With `workers` > 1
+    the texts' pairs are built in that many forked processes; the output is the same."""
+    global _WORLD
     plan = plan_splits(exemplars, cfg)
     texts = {text_id(e): e for e in exemplars}
     tasks = []
@@ -152,7 +223,16 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
         cut = split_text(ex.text, cfg)
         if cut is not None:
             tasks.append(Task(tid, ex.author_id, cut[0], cut[1], plan[tid]))
-    neighbours = _topic_neighbours(tasks) if len(tasks) > 1 else [[] for _ in tasks]
+    # Cross-author negatives come from the same split, so neighbours are searched per split.
+    by_split: dict[str, list[int]] = defaultdict(list)
+    for i, t in enumerate(tasks):
+        by_split[t.split].append(i)
+    neighbours: list[list[int]] = [[] for _ in tasks]
+    if cfg.negatives.get("cross_author", 0) > 0:
+        for idxs in by_split.values():
+            local = topic_neighbours([f"{tasks[i].prompt} {tasks[i].continuation}" for i in idxs], seed=cfg.seed)
+            for i, near in zip(idxs, local):
+                neighbours[i] = [idxs[j] for j in near]
     # Which texts may serve as exemplars for a pair of each split: train pairs see train texts
     # only; eval_seen pairs may use the author's train texts (a seen author's profile); unseen
     # authors' pairs use their own other eval texts.
@@ -164,60 +244,93 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
             exemplar_pool[(ex.author_id, EVAL_SEEN)].append(tid)
         else:
             exemplar_pool[(ex.author_id, EVAL_UNSEEN)].append(tid)
-
+    _WORLD = _World(cfg, tasks, neighbours, by_split, exemplar_pool)
     rows: list[dict] = []
-    for i, task in enumerate(tqdm(tasks, desc="synthesising pairs", unit="text", disable=not progress)):
-        pool = [t for t in exemplar_pool[(task.author_id, task.split)] if t != task.text_id]
-        if not pool:
-            continue
-        ex_ids = rng.sample(pool, k=min(cfg.num_exemplars, len(pool)))
-        exemplar_texts = [texts[t].text for t in ex_ids]
-        for strategy, count in cfg.negatives.items():
-            for k in range(count):
-                made = _negative(strategy, task, tasks, neighbours[i], cfg, rng)
-                if made is None:
+    try:
+        with tqdm(total=len(tasks), desc="synthesising pairs", unit="text", disable=not progress) as bar:
+            if workers > 1 and len(tasks) > 1000:
+                import multiprocessing as mp
+
+                chunks = [range(lo, min(lo + 500, len(tasks))) for lo in range(0, len(tasks), 500)]
+                with mp.get_context("fork").Pool(workers) as pool:
+                    for chunk_rows in pool.imap(_chunk_pairs, chunks):
+                        rows.extend(chunk_rows)
+                        bar.update(500)
+            else:
+                for i in range(len(tasks)):
+                    rows.extend(_task_pairs(i))
+                    bar.update(1)
+    finally:
+        _WORLD = None
+    for row in rows:  # exemplar texts by id: workers send ids, not copies of the texts
+        row["exemplars"] = [texts[t].text for t in row["exemplar_sources"]]
+    return _assign_positions(rows, random.Random(cfg.seed))
+
+
+def _chunk_pairs(chunk: range) -> list[dict]:
+    return [row for i in chunk for row in _task_pairs(i)]
+
+
+def _task_pairs(i: int) -> list[dict]:
+    w = _WORLD
+    cfg, task = w.cfg, w.tasks[i]
+    rng = task_rng(cfg.seed, task.text_id)
+    pool = [t for t in w.exemplar_pool[(task.author_id, task.split)] if t != task.text_id]
+    if not pool:
+        return []
+    ex_ids = rng.sample(pool, k=min(cfg.num_exemplars, len(pool)))
+    rows = []
+    for strategy, count in cfg.negatives.items():
+        for k in range(count):
+            made = _negative(strategy, task, w, i, rng)
+            if made is None:
+                continue
+            rejected, factors, neg_src = made
+            chosen = task.continuation
+            if strategy == "rule_perturbation":
+                chosen, rejected = equalize_length(chosen, rejected)
+                factors = still_perturbed(chosen, rejected, factors)
+                if not factors:  # the cut removed every change (e.g. an emoji at the very end)
                     continue
-                rejected, factors, neg_src = made
-                chosen = task.continuation
-                if strategy == "rule_perturbation":
-                    chosen, rejected = equalize_length(chosen, rejected)
-                    factors = still_perturbed(chosen, rejected, factors)
-                    if not factors:  # the cut removed every change (e.g. an emoji at the very end)
-                        continue
-                rows.append({
-                    "pair_id": f"{task.author_id}-{task.text_id}-{strategy}-{k}",
-                    "author_id": task.author_id,
-                    "exemplars": exemplar_texts,
-                    "prompt": task.prompt,
-                    "chosen": chosen,
-                    "rejected": rejected,
-                    "negative_type": strategy,
-                    "perturbed_factors": factors,
-                    "split": task.split,
-                    "chosen_source": task.text_id,
-                    "negative_source": neg_src,
-                    "exemplar_sources": ex_ids,
-                })
-    return _assign_positions(rows, rng)
+            rows.append({
+                "pair_id": f"{task.author_id}-{task.text_id}-{strategy}-{k}",
+                "author_id": task.author_id,
+                "prompt": task.prompt,
+                "chosen": chosen,
+                "rejected": rejected,
+                "negative_type": strategy,
+                "perturbed_factors": factors,
+                "split": task.split,
+                "chosen_source": task.text_id,
+                "negative_source": neg_src,
+                "exemplar_sources": ex_ids,
+            })
+    return rows
 
 
-def _negative(strategy: str, task: Task, tasks: list[Task], order: list[int], cfg: SynthesisConfig,
+def _negative(strategy: str, task: Task, w: _World, i: int,
               rng: random.Random) -> tuple[str, list[str], str | None] | None:
+    cfg = w.cfg
     if strategy == "rule_perturbation":
         made = perturb(task.continuation, rng, n_factors=cfg.perturb_factors)
         return None if made is None else (made[0], made[1], None)
     if strategy == "cross_author":
         target = len(task.continuation.split())
         lo, hi = target * (1 - cfg.length_tolerance), target * (1 + cfg.length_tolerance)
-        candidates = [j for j in order if tasks[j].author_id != task.author_id
-                      and tasks[j].split == task.split]
-        # Nearest topics first; skip one at random now and then so one neighbour is not reused.
-        for j in candidates[: 3 * len(candidates) // 4 or len(candidates)]:
-            other = _cap_words(tasks[j].continuation, int(hi))
-            if lo <= len(other.split()) <= hi and rng.random() < 0.7:
-                return other, [], tasks[j].text_id
+        near = [j for j in w.neighbours[i] if w.tasks[j].author_id != task.author_id]
+        # Nearest topics first, skipping one at random now and then so one neighbour is not
+        # reused; if no near topic fits the length, any other author's text of the split that does.
+        same_split = w.by_split[task.split]
+        anywhere = [same_split[rng.randrange(len(same_split))] for _ in range(32)]
+        for j in near[: 3 * len(near) // 4 or len(near)] + anywhere:
+            other = w.tasks[j]
+            if other.author_id == task.author_id:
+                continue
+            cut = _cap_words(other.continuation, int(hi))
+            if lo <= len(cut.split()) <= hi and rng.random() < 0.7:
+                return cut, [], other.text_id
         return None
-    raise ValueError(f"unknown negative strategy {strategy!r} (known: cross_author, rule_perturbation)")
+    raise ValueError(f"unknown negative strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
 
 
 def _assign_positions(rows: list[dict], rng: random.Random) -> list[dict]:
