@@ -38,6 +38,26 @@ class BaseModelSettings:
 
 
 @dataclass
+class BackendSettings:
+    """`generation`: the LLM behind the LLM negative strategies (`persrm_core.generation`). The API
+    key is never a setting: `api_key_env` names the environment variable that holds it."""
+
+    backend: str = "rules"
+    model: str = ""
+    base_url: str = "http://127.0.0.1:8000/v1"
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 5
+    batch_size: int = 8
+    dtype: str = "bfloat16"
+    temperature: float = 0.8
+    top_p: float = 0.95
+    max_tokens: int = 256
+    cache: Path | None = None  # resolved against the data root
+
+
+@dataclass
 class RealAuthorsSettings:
     """Every judge on real authors' writing (`persrm_core.real_authors`), in its own report section."""
 
@@ -76,6 +96,7 @@ class Settings:
     paths: Paths
     min_texts_per_author: int
     synthesis: SynthesisConfig
+    generation: BackendSettings
     max_texts_per_author: int
     filter: FilterConfig
     render: RenderLimits
@@ -99,6 +120,21 @@ def confined_path(root: Path, value: str | Path, params_path: Path, key: str) ->
         raise InputError(params_path, f"{key}: {str(value)!r} leads outside the data root {root_resolved}; "
                          "give an absolute path to place it there on purpose", key)
     return Path(root) / raw
+
+
+# The sections of `defaults` a profile may override, and the ones each stage reads: dvc.yaml lists
+# exactly these as a stage's params (for every profile; tests/test_dvc.py keeps the two in step),
+# so changing an eval-only setting reruns only the eval stage.
+SECTIONS = ("ingest", "synthesis", "generation", "filter", "render", "base_model", "sft", "rft", "eval")
+STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
+    "raw_exemplars": ("ingest",),
+    "synthetic_pairs": ("synthesis", "generation"),
+    "filtered_corpus": ("filter",),
+    "base_model": ("base_model", "render"),
+    "sft_checkpoint": ("base_model", "render", "sft"),
+    "rft_checkpoint": ("base_model", "render", "rft"),
+    "eval_report": ("base_model", "render", "eval"),
+}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -128,6 +164,15 @@ def _real_authors(data: dict, params_path: Path) -> RealAuthorsSettings:
     return ra
 
 
+def _generation(data: dict, root: Path, params_path: Path) -> BackendSettings:
+    if "api_key" in data:  # an unknown key anyway, but say why
+        raise InputError(params_path, "generation.api_key: keys do not belong in params.yaml; "
+                         "set the variable named by generation.api_key_env", "generation")
+    g = _build(BackendSettings, dict(data), "generation", params_path)
+    g.cache = confined_path(root, g.cache or "data/pairs/generation_cache.jsonl", params_path, "generation.cache")
+    return g
+
+
 def load_settings(profile: str | None = None, params_path: str | Path | None = None,
                   root: str | Path | None = None, overrides: dict | None = None) -> Settings:
     """Settings of `profile` from `params_path`; relative paths resolve against `root`
@@ -143,6 +188,11 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
     profiles = params.get("profiles", {})
     if profile not in profiles:
         raise InputError(params_path, f"unknown profile {profile!r} (known: {', '.join(profiles)})", "profiles")
+    for name, prof in profiles.items():
+        if unknown := set(prof or {}) - set(SECTIONS):
+            raise InputError(params_path, f"profile {name!r} overrides unknown section(s) {sorted(unknown)} "
+                             f"(a profile may override: {', '.join(SECTIONS)}; `seed` lives in defaults)",
+                             f"profiles.{name}")
     merged = _merge(_merge(params.get("defaults", {}), profiles[profile] or {}), overrides or {})
     root = Path(root) if root else params_path.parent
     paths = Paths(**{k: confined_path(root, v, params_path, f"paths.{k}") for k, v in params["paths"].items()})
@@ -157,6 +207,7 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
         profile=profile, seed=seed, paths=paths,
         min_texts_per_author=int(merged.get("ingest", {}).get("min_texts_per_author", 2)),
         synthesis=_build(SynthesisConfig, {**syn, "seed": seed}, "synthesis", params_path),
+        generation=_generation(merged.get("generation") or {}, root, params_path),
         max_texts_per_author=max_texts,
         filter=_build(FilterConfig, merged["filter"], "filter", params_path),
         render=_build(RenderLimits, merged["render"], "render", params_path),

@@ -47,6 +47,7 @@ class SynthesisConfig:
     length_tolerance: float = 0.25  # cross-author negative word count within +/- 25% of chosen
     unseen_authors: int = 2  # authors held out of training entirely (eval_unseen)
     eval_fraction: float = 0.2  # share of each seen author's texts held out (eval_seen)
+    workers: int = 1  # processes that build pairs (forked; the output does not depend on it)
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def plan_splits(exemplars: list[Exemplar], cfg: SynthesisConfig) -> dict[str, st
 
 EXACT_NEIGHBOUR_LIMIT = 4000  # up to this many texts in a split, topic neighbours are exact
 NEIGHBOURS = 64  # nearest-topic candidates kept per text
-STRATEGIES = ("cross_author", "rule_perturbation")
+STRATEGIES = ("cross_author", "rule_perturbation", "lexicon_swap")  # offline; LLM ones: LLM_STRATEGIES
 
 
 def topic_neighbours(docs: list[str], k: int = NEIGHBOURS, seed: int = 0,
@@ -211,11 +212,12 @@ def task_rng(seed: int, tid: str) -> random.Random:
 
 
 def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool = True,
-                workers: int = 1) -> list[dict]:
+                workers: int | None = None) -> list[dict]:
     """Make pair rows: the Pair record fields plus `split`, `perturbed_factors` and the text ids
     each pair uses (`chosen_source`, `negative_source`, `exemplar_sources`). With `workers` > 1
     the texts' pairs are built in that many forked processes; the output is the same."""
     global _WORLD
+    workers = cfg.workers if workers is None else workers
     plan = plan_splits(exemplars, cfg)
     texts = {text_id(e): e for e in exemplars}
     tasks = []
@@ -330,6 +332,11 @@ def _negative(strategy: str, task: Task, w: _World, i: int,
             if lo <= len(cut.split()) <= hi and rng.random() < 0.7:
                 return cut, [], other.text_id
         return None
+    if strategy == "lexicon_swap":
+        from persrm_core.swap import minimal_swap
+
+        made = minimal_swap(task.continuation, rng)
+        return None if made is None else (made[0], [], None)
     raise ValueError(f"unknown negative strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
 
 

@@ -55,3 +55,39 @@ def test_dvc_repro_builds_the_chain_then_is_up_to_date(tmp_path):
     shown = subprocess.run([str(DVC), "metrics", "show", "--json"], cwd=work, env=env, capture_output=True,
                            text=True, check=True)
     assert "judges" in shown.stdout
+
+    # An eval-only change reruns only the eval stage, through `dvc exp run -S` (an experiment).
+    subprocess.run(["git", "add", "-A"], cwd=work, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "chain"], cwd=work, check=True)
+    exp = subprocess.run([str(DVC), "exp", "run", "-S", "profiles.smoke.eval.max_pairs=6"], cwd=work, env=env,
+                         capture_output=True, text=True)
+    assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
+    ran = [s for s in ("raw_exemplars", "synthetic_pairs", "filtered_corpus", "base_model", "sft_checkpoint",
+                       "rft_checkpoint", "eval_report") if f"Running stage '{s}'" in exp.stdout]
+    assert ran == ["eval_report"], exp.stdout[-3000:]
+    metrics = json.loads((work / "data/reports/eval/metrics.json").read_text())
+    assert metrics["settings"]["eval_pairs"] == 6
+
+
+def test_each_stage_tracks_exactly_the_params_sections_it_reads():
+    """dvc.yaml and persrm_core.config.STAGE_SECTIONS agree, for every profile, so DVC reruns a
+    stage when (and only when) a setting it reads changes."""
+    import yaml
+
+    from persrm_core.config import SECTIONS, STAGE_SECTIONS
+
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    profiles = list(params["profiles"])
+    assert set(dvc["stages"]) == set(STAGE_SECTIONS)
+    for name, prof in params["profiles"].items():
+        assert set(prof) == set(SECTIONS), f"profile {name} must name every section ({{}} for none)"
+    for stage, sections in STAGE_SECTIONS.items():
+        tracked = set(dvc["stages"][stage]["params"])
+        expected = {"profile", "paths"} | {f"defaults.{s}" for s in sections} | {
+            f"profiles.{p}.{s}" for p in profiles for s in sections}
+        assert expected <= tracked, (stage, sorted(expected - tracked))
+        extra = {t for t in tracked - expected if t != "defaults.seed"}
+        assert not extra, (stage, sorted(extra))
+        assert dvc["stages"][stage]["cmd"] == "${run} " + stage  # one asset, through Dagster
+    assert dvc["vars"][0]["run"].endswith("persrm run --select")
