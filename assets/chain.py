@@ -56,7 +56,7 @@ def filtered_corpus(context: AssetExecutionContext, persrm: PersrmConfig) -> Mat
         out = redact(pipeline.filtered_corpus(s))
     splits = [{"split": k, **v} for k, v in out["splits"].items()]
     return MaterializeResult(metadata={
-        "rules": _md_table(out["rules"]), "splits": _md_table(splits),
+        "rules": _md_table(out["rules"]), "splits": _md_table(splits), "stats": MetadataValue.json(out["stats"]),
         "train_pairs": out["splits"]["train"]["pairs"],
         "eval_pairs": out["splits"]["eval_seen"]["pairs"] + out["splits"]["eval_unseen"]["pairs"],
         "path": MetadataValue.path(str(s.paths.corpus))})

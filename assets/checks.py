@@ -1,20 +1,64 @@
-"""Blocking asset checks on the corpus: no leakage between splits, balanced A/B labels."""
+"""Asset checks. On the corpus: blocking for schema, emptiness, leakage and label balance (a bad
+corpus must not reach training); warning for drift in lengths or negative-type mix against the
+previous materialization. On the report: a warning when RFT does not beat the best baseline or
+falls below its own previous accuracy."""
 
 
 import polars as pl
-from dagster import AssetCheckResult, AssetCheckSeverity, asset_check
+from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
-from assets.chain import filtered_corpus
+from assets.chain import eval_report, filtered_corpus
 from assets.resources import PersrmConfig
-from persrm_core.corpus import check_no_leakage
+from persrm_core.corpus import check_no_leakage, corpus_stats, stats_shift
+
+# Column -> the Polars dtype every corpus file must have (the pair record plus what the filter needs).
+CORPUS_SCHEMA = {
+    "pair_id": pl.String, "author_id": pl.String, "exemplars": pl.List(pl.String), "prompt": pl.String,
+    "response_a": pl.String, "response_b": pl.String, "label": pl.String, "negative_type": pl.String,
+    "split": pl.String, "chosen_source": pl.String,
+}
+CORPUS_FILES = ("train.parquet", "eval.parquet")
+
+
+def _corpus(persrm: PersrmConfig) -> dict[str, pl.DataFrame]:
+    s = persrm.settings()
+    return {f: pl.read_parquet(s.paths.corpus / f) for f in CORPUS_FILES}
+
+
+def schema_problems(frames: dict[str, pl.DataFrame]) -> list[str]:
+    problems = []
+    for name, df in frames.items():
+        for col, dtype in CORPUS_SCHEMA.items():
+            if col not in df.columns:
+                problems.append(f"{name}: missing column {col}")
+            elif df.schema[col] != dtype:
+                problems.append(f"{name}: column {col} is {df.schema[col]}, expected {dtype}")
+        if "label" in df.columns and (bad := set(df["label"].unique().to_list()) - {"A", "B"}):
+            problems.append(f"{name}: labels other than A/B: {sorted(map(str, bad))}")
+        if "pair_id" in df.columns and df["pair_id"].n_unique() != df.height:
+            problems.append(f"{name}: duplicate pair_id values")
+    return problems
+
+
+@asset_check(asset=filtered_corpus, blocking=True, description="Both corpus files have the pair schema, A/B labels, unique ids.")
+def corpus_schema(persrm: PersrmConfig) -> AssetCheckResult:
+    problems = schema_problems(_corpus(persrm))
+    return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
+                            metadata={"problems": "; ".join(problems) or "none"})
+
+
+@asset_check(asset=filtered_corpus, blocking=True, description="Train, eval_seen and eval_unseen each hold pairs.")
+def corpus_not_empty(persrm: PersrmConfig) -> AssetCheckResult:
+    frames = _corpus(persrm)
+    counts = {"train": frames["train.parquet"].height,
+              **{s: frames["eval.parquet"].filter(pl.col("split") == s).height for s in ("eval_seen", "eval_unseen")}}
+    return AssetCheckResult(passed=min(counts.values()) > 0, severity=AssetCheckSeverity.ERROR, metadata=counts)
 
 
 @asset_check(asset=filtered_corpus, blocking=True, description="No eval text or unseen author in train.")
 def corpus_has_no_leakage(persrm: PersrmConfig) -> AssetCheckResult:
-    s = persrm.settings()
-    train = pl.read_parquet(s.paths.corpus / "train.parquet")
-    evals = pl.read_parquet(s.paths.corpus / "eval.parquet")
-    problems = check_no_leakage(train, evals)
+    frames = _corpus(persrm)
+    problems = check_no_leakage(frames["train.parquet"], frames["eval.parquet"])
     return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
                             metadata={"problems": "; ".join(problems) or "none"})
 
@@ -22,13 +66,69 @@ def corpus_has_no_leakage(persrm: PersrmConfig) -> AssetCheckResult:
 @asset_check(asset=filtered_corpus, blocking=True, description="Label A share within 50% +/- max_label_skew per split.")
 def corpus_labels_balanced(persrm: PersrmConfig) -> AssetCheckResult:
     s = persrm.settings()
-    frames = [pl.read_parquet(s.paths.corpus / f) for f in ("train.parquet", "eval.parquet")]
-    df = pl.concat(frames)
+    df = pl.concat(list(_corpus(persrm).values()))
     shares = {r["split"]: round(r["share"], 4) for r in
               df.group_by("split").agg((pl.col("label") == "A").mean().alias("share")).to_dicts()}
+    by_type = {f"{r['split']}/{r['negative_type']}": round(r["share"], 4) for r in
+               df.group_by("split", "negative_type").agg((pl.col("label") == "A").mean().alias("share"))
+               .sort("split", "negative_type").to_dicts()}
     worst = max(abs(v - 0.5) for v in shares.values())
     return AssetCheckResult(passed=worst <= s.filter.max_label_skew + 1e-9, severity=AssetCheckSeverity.ERROR,
-                            metadata={"label_A_share": shares, "max_skew": round(worst, 4)})
+                            metadata={"label_A_share": shares, "label_A_share_by_negative_type": by_type,
+                                      "max_skew": round(worst, 4)})
 
 
-ALL_CHECKS = [corpus_has_no_leakage, corpus_labels_balanced]
+def previous_metadata(context: AssetCheckExecutionContext, key: str, field: str):
+    """`field` of the asset's materialization before the current one (None when there is none)."""
+    records = context.instance.fetch_materializations(AssetKey(key), limit=2).records
+    if len(records) < 2:
+        return None
+    value = records[1].asset_materialization.metadata.get(field)
+    return None if value is None else value.value
+
+
+@asset_check(asset=filtered_corpus, blocking=False,
+             description="Warns when response lengths or the negative-type mix shift against the previous materialization.")
+def corpus_distribution_stable(context: AssetCheckExecutionContext, persrm: PersrmConfig) -> AssetCheckResult:
+    current = corpus_stats(pl.concat(list(_corpus(persrm).values())))
+    previous = previous_metadata(context, "filtered_corpus", "stats")
+    shifts = stats_shift(previous, current) if previous else []
+    return AssetCheckResult(passed=not shifts, severity=AssetCheckSeverity.WARN,
+                            metadata={"current": current, "previous": previous or "none (first materialization)",
+                                      "shifts": "; ".join(shifts) or "none"})
+
+
+def rft_problems(judges: dict[str, dict], baselines: list[str], previous_rft: float | None) -> list[str]:
+    problems = []
+    rft = judges.get("rft", {}).get("accuracy")
+    ran = {b: judges[b]["accuracy"] for b in baselines if b in judges}
+    if rft is None:
+        return ["no rft accuracy in metrics.json"]
+    if ran:
+        best = max(ran, key=ran.get)
+        if rft <= ran[best]:
+            problems.append(f"rft {rft:.3f} does not beat the best baseline {best} {ran[best]:.3f}")
+    if previous_rft is not None and rft < previous_rft:
+        problems.append(f"rft {rft:.3f} fell below the previous materialization's {previous_rft:.3f}")
+    return problems
+
+
+@asset_check(asset=eval_report, blocking=False,
+             description="Warns when RFT does not beat the best baseline, or falls below its previous accuracy.")
+def rft_beats_baselines(context: AssetCheckExecutionContext, persrm: PersrmConfig) -> AssetCheckResult:
+    import json
+
+    s = persrm.settings()
+    metrics = json.loads((s.paths.report / "metrics.json").read_text())
+    baselines = [n for n in metrics["judges"] if n not in ("base", "sft", "rft")]
+    previous = previous_metadata(context, "eval_report", "accuracy_rft")
+    problems = rft_problems(metrics["judges"], baselines, previous)
+    return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.WARN,
+                            metadata={"rft_accuracy": metrics["judges"].get("rft", {}).get("accuracy"),
+                                      "baselines": {b: metrics["judges"][b]["accuracy"] for b in baselines},
+                                      "previous_rft_accuracy": previous if previous is not None else "none",
+                                      "problems": "; ".join(problems) or "none"})
+
+
+ALL_CHECKS = [corpus_schema, corpus_not_empty, corpus_has_no_leakage, corpus_labels_balanced,
+              corpus_distribution_stable, rft_beats_baselines]

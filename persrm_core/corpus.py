@@ -117,12 +117,11 @@ def drop_leakage(df: pl.DataFrame) -> pl.DataFrame:
     """, df)
 
 
-def rebalance_labels(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
-    """Drop surplus pairs of the majority label in any split whose A share is outside the bound
-    (rows removed are reported like any rule's)."""
+def rebalance_labels(df: pl.DataFrame, cfg: FilterConfig, by: tuple[str, ...] = ("split",)) -> pl.DataFrame:
+    """Drop surplus pairs of the majority label in any group (by default each split) whose A share
+    is outside the bound (rows removed are reported like any rule's)."""
     parts = []
-    for split in df["split"].unique(maintain_order=True).to_list():
-        part = df.filter(pl.col("split") == split)
+    for _, part in df.group_by(list(by), maintain_order=True):
         n_a = int((part["label"] == "A").sum())
         n_b = part.height - n_a
         if part.height and abs(n_a / part.height - 0.5) > cfg.max_label_skew:
@@ -132,6 +131,34 @@ def rebalance_labels(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
             part = pl.concat([part.filter(pl.col("label") != major), surplus])
         parts.append(part)
     return pl.concat(parts).sort("pair_id") if parts else df
+
+
+def corpus_stats(df: pl.DataFrame) -> dict:
+    """What the drift checks compare between materializations: response lengths (words) and the
+    share of each negative type."""
+    if df.height == 0:
+        return {"pairs": 0, "mean_words": 0.0, "median_words": 0.0, "negative_type_share": {}}
+    lengths = pl.concat([df.select(_words("response_a").alias("w")), df.select(_words("response_b").alias("w"))])["w"]
+    shares = df.group_by("negative_type").len().with_columns(share=pl.col("len") / df.height)
+    return {"pairs": df.height, "mean_words": round(float(lengths.mean()), 3),
+            "median_words": float(lengths.median()),
+            "negative_type_share": {r["negative_type"]: round(r["share"], 4) for r in shares.sort("negative_type").to_dicts()}}
+
+
+def stats_shift(previous: dict, current: dict, max_length_change: float = 0.2,
+                max_share_change: float = 0.1) -> list[str]:
+    """Human-readable shifts beyond the bounds (empty when none): mean length changed by more than
+    `max_length_change` (relative), or a negative type's share moved by more than `max_share_change`."""
+    problems = []
+    before, after = previous.get("mean_words") or 0.0, current.get("mean_words") or 0.0
+    if before and abs(after - before) / before > max_length_change:
+        problems.append(f"mean response length moved {before:.1f} -> {after:.1f} words")
+    types = set(previous.get("negative_type_share", {})) | set(current.get("negative_type_share", {}))
+    for t in sorted(types):
+        a, b = previous.get("negative_type_share", {}).get(t, 0.0), current.get("negative_type_share", {}).get(t, 0.0)
+        if abs(a - b) > max_share_change:
+            problems.append(f"negative type {t!r} share moved {a:.0%} -> {b:.0%}")
+    return problems
 
 
 def filter_pairs(pairs: pl.DataFrame, cfg: FilterConfig | None = None) -> FilterResult:
@@ -144,6 +171,7 @@ def filter_pairs(pairs: pl.DataFrame, cfg: FilterConfig | None = None) -> Filter
         ("length_bounds_and_ratio", lambda d: drop_length_outliers(d, cfg)),
         ("train_eval_leakage", drop_leakage),
         ("label_balance", lambda d: rebalance_labels(d, cfg)),
+        ("label_balance_per_negative_type", lambda d: rebalance_labels(d, cfg, by=("split", "negative_type"))),
     ]
     df, removed = pairs, []
     for name, step in steps:

@@ -18,7 +18,7 @@ import polars as pl
 
 from persrm_core.atomic import atomic_dir, write_jsonl
 from persrm_core.config import Settings
-from persrm_core.corpus import check_no_leakage, filter_pairs, write_parquet
+from persrm_core.corpus import check_no_leakage, corpus_stats, filter_pairs, write_parquet
 from persrm_core.ingest import read_exemplars
 from persrm_core.records import Pair, pair_from_dict
 from persrm_core.synthesis import build_pairs
@@ -68,7 +68,7 @@ def filtered_corpus(s: Settings) -> dict:
                            f"eval {result.eval.height}); see the filter rules' removal counts")
     write_parquet(result.train, s.paths.corpus / "train.parquet")
     write_parquet(result.eval, s.paths.corpus / "eval.parquet")
-    return result.summary()
+    return {**result.summary(), "stats": corpus_stats(pl.concat([result.train, result.eval], how="diagonal_relaxed"))}
 
 
 def corpus_pairs(path: Path) -> list[dict]:

@@ -341,10 +341,11 @@ def _negative(strategy: str, task: Task, w: _World, i: int,
 
 
 def _assign_positions(rows: list[dict], rng: random.Random) -> list[dict]:
-    """Put the chosen response at A in exactly half of each split's pairs (+/- one), at random."""
-    by_split: dict[str, list[int]] = defaultdict(list)
+    """Put the chosen response at A in exactly half (+/- one) of each split's pairs of each negative
+    type, at random, so position is no cue for any split or kind of negative."""
+    by_split: dict[tuple[str, str], list[int]] = defaultdict(list)
     for idx, row in enumerate(rows):
-        by_split[row["split"]].append(idx)
+        by_split[(row["split"], row["negative_type"])].append(idx)
     for idxs in by_split.values():
         labels = ["A"] * (len(idxs) // 2) + ["B"] * (len(idxs) - len(idxs) // 2)
         rng.shuffle(labels)

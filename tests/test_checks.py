@@ -1,0 +1,116 @@
+"""Asset checks on passing and failing data: the rules themselves, and through Dagster (blocking
+checks stop training; the drift check compares with the previous materialization)."""
+
+from __future__ import annotations
+
+import shutil
+
+import polars as pl
+import pytest
+from dagster import DagsterInstance, materialize
+
+from assets import ALL_ASSETS, ALL_CHECKS, PersrmConfig
+from assets.checks import CORPUS_SCHEMA, rft_problems, schema_problems
+from persrm_core import pipeline
+from persrm_core.corpus import corpus_stats, stats_shift
+
+
+def corpus_frame(n: int = 4, **over) -> pl.DataFrame:
+    rows = [{"pair_id": f"p{i}", "author_id": "a", "exemplars": ["x y z"], "prompt": "p",
+             "response_a": "one two three", "response_b": "four five six seven", "label": "AB"[i % 2],
+             "negative_type": ["cross_author", "rule_perturbation"][i % 2], "split": "train",
+             "chosen_source": f"t{i}"} for i in range(n)]
+    df = pl.DataFrame(rows, schema=CORPUS_SCHEMA)
+    return df.with_columns(**{k: pl.lit(v) for k, v in over.items()}) if over else df
+
+
+def test_schema_passes_a_good_corpus_and_names_each_problem():
+    assert schema_problems({"train.parquet": corpus_frame()}) == []
+    missing = corpus_frame().drop("negative_type")
+    wrong_type = corpus_frame().with_columns(pl.col("exemplars").list.join(" "))
+    bad_label = corpus_frame(label="C")
+    dup = pl.concat([corpus_frame(), corpus_frame()])
+    problems = schema_problems({"m": missing, "w": wrong_type, "l": bad_label, "d": dup})
+    assert "m: missing column negative_type" in problems
+    assert any(p.startswith("w: column exemplars is String") for p in problems)
+    assert "l: labels other than A/B: ['C']" in problems
+    assert "d: duplicate pair_id values" in problems
+
+
+def test_corpus_stats_and_shift():
+    a = corpus_stats(corpus_frame(10))
+    assert a["pairs"] == 10 and a["mean_words"] == 3.5 and a["negative_type_share"] == {
+        "cross_author": 0.5, "rule_perturbation": 0.5}
+    assert stats_shift(a, a) == []
+    longer = corpus_stats(corpus_frame(10, response_a="one two three four five six seven eight nine ten"))
+    assert any("mean response length" in p for p in stats_shift(a, longer))
+    mix = corpus_stats(corpus_frame(10, negative_type="cross_author"))
+    shifts = stats_shift(a, mix)
+    assert "negative type 'cross_author' share moved 50% -> 100%" in shifts
+    assert "negative type 'rule_perturbation' share moved 50% -> 0%" in shifts
+
+
+def test_rft_problems():
+    judges = {"rft": {"accuracy": 0.8}, "ngram": {"accuracy": 0.7}, "random": {"accuracy": 0.5}}
+    assert rft_problems(judges, ["ngram", "random"], None) == []
+    assert rft_problems(judges, ["ngram", "random"], 0.79) == []
+    assert rft_problems(judges, ["ngram"], 0.85) == ["rft 0.800 fell below the previous materialization's 0.850"]
+    judges["stylometric"] = {"accuracy": 0.9}
+    assert rft_problems(judges, ["ngram", "stylometric"], None) == [
+        "rft 0.800 does not beat the best baseline stylometric 0.900"]
+    assert rft_problems({}, ["ngram"], None) == ["no rft accuracy in metrics.json"]
+
+
+def _checks(result) -> dict[str, bool]:
+    return {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+            for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+
+
+def _materialized(result) -> set[str]:
+    return {e.asset_key.path[-1] for e in result.all_events if e.event_type_value == "ASSET_MATERIALIZATION"}
+
+
+@pytest.fixture()
+def root(smoke_root, tmp_path):
+    """A private copy of the smoke run's data (these tests rewrite it)."""
+    shutil.copytree(smoke_root / "data", tmp_path / "data")
+    return tmp_path
+
+
+def _run(root, select):
+    return materialize([*ALL_ASSETS, *ALL_CHECKS], selection=select, instance=_run.instance,
+                       resources={"persrm": PersrmConfig(profile="smoke", root=str(root), progress=False)},
+                       raise_on_error=False)
+
+
+def test_corpus_checks_pass_then_drift_warns_against_the_previous_materialization(root):
+    _run.instance = DagsterInstance.ephemeral()
+    first = _run(root, ["filtered_corpus"])
+    assert first.success
+    assert _checks(first) == {"corpus_schema": True, "corpus_not_empty": True, "corpus_has_no_leakage": True,
+                              "corpus_labels_balanced": True, "corpus_distribution_stable": True}
+    pairs = pl.read_parquet(root / "data/pairs/pairs.parquet")
+    pairs.filter(pl.col("negative_type") != "cross_author").write_parquet(root / "data/pairs/pairs.parquet")
+    second = _run(root, ["filtered_corpus"])
+    checks = _checks(second)
+    assert checks["corpus_distribution_stable"] is False  # a warning: the run itself still succeeds
+    assert second.success and all(v for k, v in checks.items() if k != "corpus_distribution_stable")
+
+
+def test_a_failing_blocking_check_stops_training(root, monkeypatch):
+    def leaky(s):
+        train = pl.read_parquet(root / "data/corpus/train.parquet")
+        evals = pl.read_parquet(root / "data/corpus/eval.parquet")
+        train = pl.concat([train, evals.head(1).with_columns(split=pl.lit("train"))])  # an eval text in train
+        train.write_parquet(s.paths.corpus / "train.parquet")
+        return {"rules": [], "splits": {k: {"pairs": 1, "authors": 1, "label_A_share": 0.5}
+                                        for k in ("train", "eval_seen", "eval_unseen")},
+                "stats": corpus_stats(train)}
+
+    monkeypatch.setattr(pipeline, "filtered_corpus", leaky)
+    _run.instance = DagsterInstance.ephemeral()
+    result = _run(root, ["filtered_corpus", "base_model"])
+    checks = _checks(result)
+    assert checks["corpus_has_no_leakage"] is False
+    assert "base_model" not in _materialized(result)
+    assert not result.success
