@@ -24,3 +24,14 @@ def verdict_reward(completions: list, label: list[str], **kwargs) -> list[float]
         else:
             rewards.append(CORRECT if verdict.choice == gold else WRONG)
     return rewards
+
+
+def verdict_correct(completions: list, label: list[str], **kwargs) -> list[float]:
+    """1 for a valid, correct verdict, else 0. Added to GRPO with weight 0: it shapes nothing and
+    makes TRL log the rollouts' accuracy as a curve (`rewards/verdict_correct/mean`)."""
+    return [float(r == CORRECT) for r in verdict_reward(completions, label)]
+
+
+def verdict_invalid(completions: list, label: list[str], **kwargs) -> list[float]:
+    """1 for an invalid output, else 0; weight 0 in GRPO, logged as the invalid-rate curve."""
+    return [float(r == INVALID) for r in verdict_reward(completions, label)]
