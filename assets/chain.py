@@ -89,7 +89,17 @@ def rft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> Mate
     return _checkpoint_result(out, "reward")
 
 
-@asset(group_name=GROUP, deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus], kinds={"python"},
+@asset(group_name=GROUP, deps=[filtered_corpus, base_model], kinds={"pytorch"},
+       description="Baseline: a scalar Bradley-Terry reward model (TRL RewardTrainer) on the same train split.")
+def scalar_rm(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
+    s = persrm.settings()
+    with artifact_lock(s.paths.scalar_rm):
+        out = redact(pipeline.scalar_rm(s))
+    return _checkpoint_result(out, "loss")
+
+
+@asset(group_name=GROUP, deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus, scalar_rm],
+       kinds={"python"},
        description="Base, SFT, RFT and baselines judged on the eval split: metrics.json, report.md, report.html.")
 def eval_report(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     import base64
@@ -104,6 +114,7 @@ def eval_report(context: AssetExecutionContext, persrm: PersrmConfig) -> Materia
     return MaterializeResult(metadata={
         "headline": MetadataValue.md(markdown_table(out["headline"])),
         "accuracy_plot": MetadataValue.md(image),
+        "by_exemplar_count": MetadataValue.json(out["metrics"].get("by_exemplar_count", {})),
         **{f"accuracy_{name}": m["accuracy"] for name, m in judges.items()},
         **{f"real_authors_accuracy_{name}": m["accuracy"]
            for name, m in out["metrics"].get("real_authors", {}).get("judges", {}).items()},
@@ -112,4 +123,4 @@ def eval_report(context: AssetExecutionContext, persrm: PersrmConfig) -> Materia
 
 
 ALL_ASSETS = [raw_exemplars, synthetic_pairs, filtered_corpus, base_model, sft_checkpoint, rft_checkpoint,
-              eval_report]
+              scalar_rm, eval_report]

@@ -14,7 +14,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from persrm_core.errors import InputError  # noqa: E402
 
 ASSET_KEYS = ["raw_exemplars", "synthetic_pairs", "filtered_corpus", "base_model", "sft_checkpoint",
-              "rft_checkpoint", "eval_report"]
+              "rft_checkpoint", "scalar_rm", "eval_report"]
 
 
 def _parser() -> argparse.ArgumentParser:

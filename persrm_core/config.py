@@ -15,6 +15,7 @@ from persrm_core.corpus import FilterConfig
 from persrm_core.errors import InputError
 from persrm_core.judge_format import RenderLimits
 from persrm_core.model import TinyModelConfig
+from persrm_core.scalar_rm import ScalarRMConfig
 from persrm_core.synthesis import SynthesisConfig
 from persrm_core.training import GRPOSettings, TrainConfig
 
@@ -74,6 +75,7 @@ class EvalSettings:
     batch_size: int = 16
     max_new_tokens: int = 96
     examples: int = 4
+    exemplar_count_judges: list[str] = field(default_factory=lambda: ["rft", "stylometric", "ngram"])
     real_authors: RealAuthorsSettings = field(default_factory=RealAuthorsSettings)
 
 
@@ -86,6 +88,7 @@ class Paths:
     base_model: Path
     sft: Path
     rft: Path
+    scalar_rm: Path
     report: Path
 
 
@@ -103,6 +106,7 @@ class Settings:
     base_model: BaseModelSettings
     sft: TrainConfig
     rft: GRPOSettings
+    scalar_rm: ScalarRMConfig
     eval: EvalSettings
     raw: dict[str, Any]
 
@@ -125,7 +129,7 @@ def confined_path(root: Path, value: str | Path, params_path: Path, key: str) ->
 # The sections of `defaults` a profile may override, and the ones each stage reads: dvc.yaml lists
 # exactly these as a stage's params (for every profile; tests/test_dvc.py keeps the two in step),
 # so changing an eval-only setting reruns only the eval stage.
-SECTIONS = ("ingest", "synthesis", "generation", "filter", "render", "base_model", "sft", "rft", "eval")
+SECTIONS = ("ingest", "synthesis", "generation", "filter", "render", "base_model", "sft", "rft", "scalar_rm", "eval")
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "raw_exemplars": ("ingest",),
     "synthetic_pairs": ("synthesis", "generation"),
@@ -133,6 +137,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "base_model": ("base_model", "render"),
     "sft_checkpoint": ("base_model", "render", "sft"),
     "rft_checkpoint": ("base_model", "render", "rft"),
+    "scalar_rm": ("base_model", "scalar_rm"),
     "eval_report": ("base_model", "render", "eval"),
 }
 
@@ -214,6 +219,7 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
         base_model=_build(BaseModelSettings, bm, "base_model", params_path),
         sft=_build(TrainConfig, {**merged["sft"], "seed": seed}, "sft", params_path),
         rft=_build(GRPOSettings, {**merged["rft"], "seed": seed}, "rft", params_path),
+        scalar_rm=_build(ScalarRMConfig, {**merged.get("scalar_rm", {}), "seed": seed}, "scalar_rm", params_path),
         eval=_build(EvalSettings, ev, "eval", params_path),
         raw=merged,
     )

@@ -211,18 +211,26 @@ def eval_report(s: Settings) -> dict:
     judgments: dict[str, list[dict]] = {}
     real_judgments: dict[str, list[dict]] = {}
     models = {"base": base_model_ref(s), "sft": str(s.paths.sft), "rft": str(s.paths.rft)}
+    judges: dict = {}
     for name, ref in models.items():
-        judge = ModelJudge(ref, s.render, gen, s.base_model.dtype, s.base_model.trust_remote_code)
+        judge = judges[name] = ModelJudge(ref, s.render, gen, s.base_model.dtype, s.base_model.trust_remote_code)
         judgments[name] = judge.judge(pairs, both_orders=s.eval.both_orders)
         if real:
             real_judgments[name] = judge.judge(real, both_orders=s.eval.both_orders)
     for name in s.eval.baselines:
+        if name == "scalar_rm":  # a Bradley-Terry scalar reward model trained on the same train split
+            judges[name] = _scalar_rm_judge(s)
+            judgments[name] = judges[name].judge(pairs, both_orders=s.eval.both_orders)
+            if real:
+                real_judgments[name] = judges[name].judge(real, both_orders=s.eval.both_orders)
+            continue
         judgments[name] = baseline_judge(name, pairs, seed=s.seed, both_orders=s.eval.both_orders)
         if real:
             real_judgments[name] = baseline_judge(name, real, seed=s.seed, both_orders=s.eval.both_orders)
     metrics = {"judges": {n: judge_metrics(pairs, j, splits) for n, j in judgments.items()},
                "settings": {"profile": s.profile, "eval_pairs": len(pairs),
                             "base_model": s.base_model.name, "both_orders": s.eval.both_orders}}
+    metrics["by_exemplar_count"] = _by_exemplar_count(s, pairs, judges, judgments)
     if real:
         metrics["real_authors"] = {"source": str(s.eval.real_authors.dir), "pairs": len(real),
                                    "authors": len({p.author_id for p in real}),
@@ -241,6 +249,64 @@ def eval_report(s: Settings) -> dict:
                      *({"judge": n, "eval_set": "real_authors", **j} for n, js in real_judgments.items() for j in js)])
     return {"metrics": metrics, "headline": headline_rows(metrics),
             "files": {k: str(s.paths.report / Path(v).name) for k, v in files.items()}}
+
+
+EXEMPLAR_COUNT_JUDGES = ("rft", "sft", "stylometric", "ngram", "embedding")
+
+
+def exemplar_counts(n_max: int) -> list[int]:
+    """1, 2, 4, ... below `n_max`, then `n_max` itself."""
+    counts, c = [], 1
+    while c < n_max:
+        counts.append(c)
+        c *= 2
+    return counts + [n_max] if n_max >= 1 else []
+
+
+def _by_exemplar_count(s: Settings, pairs: list[Pair], judges: dict, judgments: dict[str, list[dict]]) -> dict:
+    """The same eval pairs re-judged with only the first k exemplars, for each k of
+    `exemplar_counts` (the full count reuses the main judgments). The model judges' prompt shows
+    at most `render.max_exemplars` of them, so their curve is flat beyond it."""
+    from dataclasses import replace
+
+    from persrm_core.judge import baseline_judge
+    from persrm_core.metrics import judge_metrics
+
+    n_max = max((len(p.exemplars) for p in pairs), default=0)
+    out: dict[str, dict[str, float]] = {}
+    for name in (n for n in EXEMPLAR_COUNT_JUDGES if n in judgments and n in s.eval.exemplar_count_judges):
+        out[name] = {}
+        for k in exemplar_counts(n_max):
+            if k == n_max:
+                js = judgments[name]
+                subset = pairs
+            else:
+                subset = [replace(p, exemplars=p.exemplars[:k]) for p in pairs]
+                js = (judges[name].judge(subset, both_orders=s.eval.both_orders) if name in judges
+                      else baseline_judge(name, subset, seed=s.seed, both_orders=s.eval.both_orders))
+            out[name][str(k)] = judge_metrics(subset, js)["accuracy"]
+    return out
+
+
+def _scalar_rm_judge(s: Settings):
+    from persrm_core.scalar_rm import ScalarRMJudge
+
+    if not (s.paths.scalar_rm / "config.json").exists():
+        raise RuntimeError(f"eval.baselines names scalar_rm but {s.paths.scalar_rm} holds no model; "
+                           "materialize the scalar_rm asset first")
+    return ScalarRMJudge(s.paths.scalar_rm, batch_size=s.eval.batch_size)
+
+
+def scalar_rm(s: Settings) -> dict:
+    """The scalar Bradley-Terry reward model baseline (TRL RewardTrainer), trained on the train split."""
+    from persrm_core.scalar_rm import train_scalar_rm
+
+    train = corpus_pairs(s.paths.corpus / "train.parquet")
+    with atomic_dir(s.paths.scalar_rm) as tmp:
+        log = train_scalar_rm(base_model_ref(s), train, tmp, s.scalar_rm)
+        _clean_trainer_files(tmp)
+    return {"checkpoint": str(s.paths.scalar_rm), "train_pairs": len(train),
+            **_curve_summary(log, ("loss", "accuracy")), "curve": _points(log, "loss")}
 
 
 def _examples(pairs: list[Pair], judgments: list[dict], n: int) -> list[dict]:

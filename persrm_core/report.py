@@ -157,6 +157,48 @@ def plot_by_type(metrics: dict, path: Path) -> Path:
     return path
 
 
+def plot_by_exemplar_count(metrics: dict, path: Path) -> Path | None:
+    """Accuracy of each judge re-run on the same pairs with the first 1, 2, ... exemplars."""
+    by_count = metrics.get("by_exemplar_count") or {}
+    if not by_count:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    for name, accs in by_count.items():
+        xs = sorted(int(c) for c in accs)
+        ax.plot(xs, [accs[str(x)] for x in xs], marker="o", label=name)
+        ax.set_xticks(xs)
+    ax.axhline(0.5, ls="--", c="k", lw=0.8)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("exemplars given")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8)
+    ax.set_title("Accuracy by number of exemplars")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_data(metrics: dict, curves: dict[str, list[dict]]) -> dict[str, list[dict]]:
+    """The plots' numbers as records, for `dvc plots show` (written under plots/)."""
+    data = {"accuracy": [{"judge": n, "accuracy": m["accuracy"], "ci_low": m["accuracy_ci95"][0],
+                          "ci_high": m["accuracy_ci95"][1]} for n, m in metrics["judges"].items()],
+            "by_exemplar_count": [{"judge": n, "exemplars": int(c), "accuracy": a}
+                                  for n, accs in (metrics.get("by_exemplar_count") or {}).items()
+                                  for c, a in sorted(accs.items(), key=lambda kv: int(kv[0]))]}
+    keys = {"sft": ("loss", "mean_token_accuracy"),
+            "rft": ("reward", "rewards/verdict_correct/mean", "rewards/verdict_invalid/mean", "completions/mean_length")}
+    for stage, wanted in keys.items():
+        data[f"{stage}_curve"] = [{"step": h["step"], **{k.replace("/", "_"): h[k] for k in wanted if k in h}}
+                                  for h in curves.get(stage, []) if "step" in h and any(k in h for k in wanted)]
+    return data
+
+
 def plot_curves(curves: dict[str, list[dict]], path: Path) -> Path | None:
     import matplotlib
 
@@ -164,12 +206,18 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     panels = [("sft", "loss", "SFT loss"), ("sft", "mean_token_accuracy", "SFT token accuracy"),
-              ("rft", "reward", "RFT mean reward")]
+              ("rft", "reward", "RFT mean reward"), ("rft", "rewards/verdict_correct/mean", "RFT rollout accuracy"),
+              ("rft", "rewards/verdict_invalid/mean", "RFT invalid rate"),
+              ("rft", "completions/mean_length", "RFT completion length")]
     panels = [p for p in panels if any(p[1] in h for h in curves.get(p[0], []))]
     if not panels:
         return None
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3))
-    for ax, (stage, key, title) in zip(axes if len(panels) > 1 else [axes], panels):
+    cols = min(len(panels), 3)
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (stage, key, title) in zip(axes.flat, panels):
         pts = [(h["step"], h[key]) for h in curves[stage] if key in h and "step" in h]
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".")
         ax.set_title(title)
@@ -195,7 +243,11 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
         plots["training_curves"] = c
     if "real_authors" in metrics:  # eval_report always records it (data or a skip reason)
         plots["real_authors"] = plot_real_authors(metrics, out / "real_authors.png")
+    if (c := plot_by_exemplar_count(metrics, out / "by_exemplar_count.png")) is not None:
+        plots["by_exemplar_count"] = c
     write_json(out / "metrics.json", metrics)
+    for name, records in plot_data(metrics, curves).items():
+        write_json(out / "plots" / f"{name}.json", records)
     rows = headline_rows(metrics)
     by_type = [{"judge": n, **m["by_negative_type"]} for n, m in metrics["judges"].items()]
     by_split = [{"judge": n, **m["by_split"]} for n, m in metrics["judges"].items() if m["by_split"]]
@@ -205,6 +257,9 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
     if by_split:
         md += ["## By split (eval_seen: unseen texts of seen authors; eval_unseen: unseen authors)", "",
                markdown_table(by_split), ""]
+    if count_rows := exemplar_count_rows(metrics):
+        md += ["## By number of exemplars (the same pairs re-judged with the first k exemplars)", "",
+               markdown_table(count_rows), "", "![by exemplar count](by_exemplar_count.png)", ""]
     if "real_authors" in metrics:
         md += ["## Real authors", "", *real_author_sentences(metrics), ""]
         if real_rows := real_author_rows(metrics):
@@ -220,6 +275,11 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
     write_text(out / "report.html", _html(title, metrics, rows, by_type, by_split, plots, examples))
     return {"metrics": out / "metrics.json", "report_md": out / "report.md", "report_html": out / "report.html",
             **plots}
+
+
+def exemplar_count_rows(metrics: dict) -> list[dict]:
+    return [{"judge": n, **{f"{c} exemplar{'s' if c != '1' else ''}": a for c, a in accs.items()}}
+            for n, accs in (metrics.get("by_exemplar_count") or {}).items()]
 
 
 def _table_html(rows: list[dict]) -> str:
@@ -246,6 +306,8 @@ def _html(title, metrics, rows, by_type, by_split, plots, examples) -> str:
               "<h2>By negative type</h2>", _table_html(by_type), _img(plots["by_negative_type"])]
     if by_split:
         parts += ["<h2>By split</h2>", _table_html(by_split)]
+    if count_rows := exemplar_count_rows(metrics):
+        parts += ["<h2>By number of exemplars</h2>", _table_html(count_rows), _img(plots["by_exemplar_count"])]
     if "real_authors" in metrics:
         parts += ["<h2>Real authors</h2>", *(f"<p>{html.escape(t)}</p>" for t in real_author_sentences(metrics))]
         if real_rows := real_author_rows(metrics):

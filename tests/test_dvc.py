@@ -42,7 +42,7 @@ def test_dvc_repro_builds_the_chain_then_is_up_to_date(tmp_path):
     first = subprocess.run([str(DVC), "repro"], cwd=work, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     for stage in ("raw_exemplars", "synthetic_pairs", "filtered_corpus", "base_model", "sft_checkpoint",
-                  "rft_checkpoint", "eval_report"):
+                  "rft_checkpoint", "scalar_rm", "eval_report"):
         assert f"Running stage '{stage}'" in first.stdout
     metrics = json.loads((work / "data/reports/eval/metrics.json").read_text())
     assert metrics["settings"]["profile"] == "smoke"
@@ -55,6 +55,10 @@ def test_dvc_repro_builds_the_chain_then_is_up_to_date(tmp_path):
     shown = subprocess.run([str(DVC), "metrics", "show", "--json"], cwd=work, env=env, capture_output=True,
                            text=True, check=True)
     assert "judges" in shown.stdout
+    plots = subprocess.run([str(DVC), "plots", "show", "--json"], cwd=work, env=env, capture_output=True, text=True)
+    assert plots.returncode == 0, plots.stderr[-2000:]
+    for name in ("accuracy.json", "by_exemplar_count.json", "sft_curve.json", "rft_curve.json"):
+        assert name in plots.stdout
 
     # An eval-only change reruns only the eval stage, through `dvc exp run -S` (an experiment).
     subprocess.run(["git", "add", "-A"], cwd=work, check=True)
@@ -63,7 +67,7 @@ def test_dvc_repro_builds_the_chain_then_is_up_to_date(tmp_path):
                          capture_output=True, text=True)
     assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
     ran = [s for s in ("raw_exemplars", "synthetic_pairs", "filtered_corpus", "base_model", "sft_checkpoint",
-                       "rft_checkpoint", "eval_report") if f"Running stage '{s}'" in exp.stdout]
+                       "rft_checkpoint", "scalar_rm", "eval_report") if f"Running stage '{s}'" in exp.stdout]
     assert ran == ["eval_report"], exp.stdout[-3000:]
     metrics = json.loads((work / "data/reports/eval/metrics.json").read_text())
     assert metrics["settings"]["eval_pairs"] == 6
