@@ -3,7 +3,7 @@ contract path and returns metadata; nothing large travels through IO managers.""
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from assets.resources import PersrmConfig
+from assets.resources import GenerationBackend, PersrmConfig
 from persrm_core import pipeline
 from persrm_core.locking import artifact_lock
 from persrm_core.redact import redact
@@ -38,12 +38,14 @@ def raw_exemplars(context: AssetExecutionContext, persrm: PersrmConfig) -> Mater
 
 @asset(group_name=GROUP, deps=[raw_exemplars], kinds={"python", "parquet"},
        description="Synthetic preference pairs: the author's continuation vs cross-author and rule-perturbed negatives.")
-def synthetic_pairs(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
-    s = persrm.settings()
+def synthetic_pairs(context: AssetExecutionContext, persrm: PersrmConfig,
+                    generation: GenerationBackend) -> MaterializeResult:
+    s = generation.apply(persrm.settings())
     with artifact_lock(s.paths.pairs):
         out = redact(pipeline.synthetic_pairs(s, progress=persrm.progress))
     return MaterializeResult(metadata={
-        "pairs": out["pairs"], "label_A_share": out["label_A_share"],
+        "pairs": out["pairs"], "label_A_share": out["label_A_share"], "backend": out["backend"],
+        "llm_outputs_refused": MetadataValue.json(out["llm_outputs_refused"]),
         "by_negative_type": MetadataValue.json(out["by_negative_type"]),
         "by_split": MetadataValue.json(out["by_split"]), "path": MetadataValue.path(str(s.paths.pairs))})
 

@@ -22,3 +22,26 @@ class PersrmConfig(ConfigurableResource):
 
     def settings(self) -> Settings:
         return load_settings(self.profile or None, self.params_path or None, self.root or None)
+
+
+class GenerationBackend(ConfigurableResource):
+    """The LLM behind the LLM negative strategies. Empty fields keep params.yaml's `generation`
+    section; a run (or a test) swaps the backend here without editing params.yaml. The API key is
+    never a field: `api_key_env` names the environment variable that holds it."""
+
+    backend: str = Field(default="", description="rules | transformers | openai | vllm; empty = params.yaml's.")
+    model: str = Field(default="", description="HF id/path or served model name; empty = params.yaml's.")
+    base_url: str = Field(default="", description="openai: the server's /v1 URL; empty = params.yaml's.")
+    api_key_env: str = Field(default="", description="openai: variable holding the key; empty = params.yaml's.")
+
+    def apply(self, s: Settings) -> Settings:
+        import dataclasses
+
+        over = {k: v for k, v in (("backend", self.backend), ("model", self.model), ("base_url", self.base_url),
+                                  ("api_key_env", self.api_key_env)) if v}
+        return dataclasses.replace(s, generation=dataclasses.replace(s.generation, **over)) if over else s
+
+
+def default_resources(**persrm: object) -> dict[str, ConfigurableResource]:
+    """Every resource the assets need; `persrm` sets PersrmConfig's fields."""
+    return {"persrm": PersrmConfig(**persrm), "generation": GenerationBackend()}

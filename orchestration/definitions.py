@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dagster import AssetSelection, Definitions, define_asset_job
 
-from assets import ALL_ASSETS, ALL_CHECKS, PersrmConfig
+from assets import ALL_ASSETS, ALL_CHECKS
+from assets.resources import default_resources
 from orchestration.schedules import FULL_RETRAIN_JOB, weekly_full_retrain
 from orchestration.sensors import new_exemplars_sensor, record_run_failures
 from persrm_core.redact import install_log_redaction
@@ -30,5 +31,5 @@ defs = Definitions(
     jobs=[retrain_job, data_only_job, eval_only_job],
     schedules=[weekly_full_retrain],
     sensors=[new_exemplars_sensor, record_run_failures],
-    resources={"persrm": PersrmConfig()},
+    resources=default_resources(),
 )

@@ -6,7 +6,8 @@ import os
 
 from dagster import DagsterInstance, materialize
 
-from assets import ALL_ASSETS, ALL_CHECKS, PersrmConfig
+from assets import ALL_ASSETS, ALL_CHECKS
+from assets.resources import default_resources
 
 ASSET_KEYS = [a.key.path[-1] for a in ALL_ASSETS]
 
@@ -26,7 +27,7 @@ def run_chain(profile: str | None = None, select: list[str] | None = None, param
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
     return materialize(
         [*ALL_ASSETS, *ALL_CHECKS], selection=select or None, instance=instance,
-        resources={"persrm": PersrmConfig(**resource_kwargs)},
+        resources=default_resources(**resource_kwargs),
         run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
         tags={"persrm/profile": profile or "default", "persrm/launched_by": "persrm run"},
         raise_on_error=False,

@@ -19,6 +19,7 @@ import polars as pl
 from persrm_core.atomic import atomic_dir, write_jsonl
 from persrm_core.config import Settings
 from persrm_core.corpus import check_no_leakage, corpus_stats, filter_pairs, write_parquet
+from persrm_core.errors import InputError
 from persrm_core.ingest import read_exemplars
 from persrm_core.records import Pair, pair_from_dict
 from persrm_core.synthesis import build_pairs
@@ -48,13 +49,42 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
                 subset.append(e)
                 kept[e.author_id] += 1
         exemplars = subset
-    rows = build_pairs(exemplars, s.synthesis, progress=progress)
+    backend, sampling, refused = generation_backend(s), None, {}
+    if backend is not None:
+        from persrm_core.generation import SamplingParams
+
+        g = s.generation
+        sampling = SamplingParams(temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens, seed=s.seed)
+    rows = build_pairs(exemplars, s.synthesis, progress=progress, backend=backend, sampling=sampling,
+                       cache_path=s.generation.cache, dropped=refused)
     df = pl.DataFrame(rows, schema_overrides={"negative_source": pl.String})
     write_parquet(df, s.paths.pairs)
-    return {"pairs": df.height,
+    return {"pairs": df.height, "backend": s.generation.backend if backend is not None else "rules (offline)",
+            "llm_outputs_refused": refused,
             "by_negative_type": dict(Counter(df["negative_type"].to_list())),
             "by_split": dict(Counter(df["split"].to_list())),
             "label_A_share": round(float((df["label"] == "A").mean()), 4)}
+
+
+def generation_backend(s: Settings):
+    """The backend of `generation`, built only when a configured strategy needs an LLM."""
+    from persrm_core.synthesis import LLM_STRATEGIES
+
+    if not any(s.synthesis.negatives.get(k, 0) > 0 for k in LLM_STRATEGIES):
+        return None
+    from persrm_core.generation import make_backend
+
+    g = s.generation
+    options = {"transformers": {"model": g.model, "dtype": g.dtype, "batch_size": g.batch_size,
+                                "trust_remote_code": s.base_model.trust_remote_code},
+               "openai": {"base_url": g.base_url, "model": g.model, "api_key_env": g.api_key_env,
+                          "concurrency": g.concurrency, "timeout_s": g.timeout_s, "max_retries": g.max_retries},
+               "vllm": {"model": g.model, "dtype": g.dtype, "trust_remote_code": s.base_model.trust_remote_code},
+               "rules": {}}
+    if g.backend not in options:
+        raise InputError("params.yaml", f"generation.backend {g.backend!r} is not one of {', '.join(options)}",
+                         "generation")
+    return make_backend(g.backend, **options[g.backend])
 
 
 def filtered_corpus(s: Settings) -> dict:

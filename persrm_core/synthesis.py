@@ -137,7 +137,9 @@ def plan_splits(exemplars: list[Exemplar], cfg: SynthesisConfig) -> dict[str, st
 
 EXACT_NEIGHBOUR_LIMIT = 4000  # up to this many texts in a split, topic neighbours are exact
 NEIGHBOURS = 64  # nearest-topic candidates kept per text
-STRATEGIES = ("cross_author", "rule_perturbation", "lexicon_swap")  # offline; LLM ones: LLM_STRATEGIES
+OFFLINE_STRATEGIES = ("cross_author", "rule_perturbation", "lexicon_swap")
+LLM_STRATEGIES = ("style_imitation", "random_style", "minimal_word_swap")  # through a generation backend
+STRATEGIES = OFFLINE_STRATEGIES + LLM_STRATEGIES
 
 
 def topic_neighbours(docs: list[str], k: int = NEIGHBOURS, seed: int = 0,
@@ -200,6 +202,7 @@ class _World:
     neighbours: list[list[int]]
     by_split: dict[str, list[int]]
     exemplar_pool: dict[tuple[str, str], list[str]]
+    llm: dict[tuple[int, str], list[str]] = field(default_factory=dict)  # (task, strategy) -> outputs
 
 
 _WORLD: _World | None = None
@@ -212,10 +215,16 @@ def task_rng(seed: int, tid: str) -> random.Random:
 
 
 def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool = True,
-                workers: int | None = None) -> list[dict]:
+                workers: int | None = None, backend=None, sampling=None, cache_path=None,
+                dropped: dict | None = None) -> list[dict]:
     """Make pair rows: the Pair record fields plus `split`, `perturbed_factors` and the text ids
     each pair uses (`chosen_source`, `negative_source`, `exemplar_sources`). With `workers` > 1
-    the texts' pairs are built in that many forked processes; the output is the same."""
+    the texts' pairs are built in that many forked processes; the output is the same.
+
+    The LLM strategies (`LLM_STRATEGIES`) need a generation `backend` (`persrm_core.generation`),
+    `sampling` params and a request `cache_path`; their outputs are generated for all texts first
+    (batched, cached, validated by `persrm_core.llm_negatives`), and `dropped` receives the count
+    of outputs the validation refused, per reason."""
     global _WORLD
     workers = cfg.workers if workers is None else workers
     plan = plan_splits(exemplars, cfg)
@@ -247,6 +256,10 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
         else:
             exemplar_pool[(ex.author_id, EVAL_UNSEEN)].append(tid)
     _WORLD = _World(cfg, tasks, neighbours, by_split, exemplar_pool)
+    llm_counts = {k: v for k, v in cfg.negatives.items() if k in LLM_STRATEGIES and v > 0}
+    if llm_counts:
+        _WORLD.llm = _llm_outputs(tasks, texts, exemplar_pool, cfg, llm_counts, backend, sampling, cache_path,
+                                  progress, dropped)
     rows: list[dict] = []
     try:
         with tqdm(total=len(tasks), desc="synthesising pairs", unit="text", disable=not progress) as bar:
@@ -269,6 +282,30 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
     return _assign_positions(rows, random.Random(cfg.seed))
 
 
+def _exemplar_ids(task: Task, pool_of: dict, cfg: SynthesisConfig, rng: random.Random) -> list[str]:
+    pool = [t for t in pool_of[(task.author_id, task.split)] if t != task.text_id]
+    return rng.sample(pool, k=min(cfg.num_exemplars, len(pool))) if pool else []
+
+
+def _llm_outputs(tasks, texts, exemplar_pool, cfg, counts, backend, sampling, cache_path, progress,
+                 dropped) -> dict[tuple[int, str], list[str]]:
+    from persrm_core.llm_negatives import llm_negatives
+
+    if backend is None:
+        raise ValueError(f"synthesis.negatives asks for {', '.join(counts)}, which need an LLM, but the "
+                         "generation backend is `rules` (offline only); set generation.backend in params.yaml")
+    # The exemplars each text's pairs will show: the first draw of its own random stream, as in _task_pairs.
+    shown = [[texts[t].text for t in _exemplar_ids(t, exemplar_pool, cfg, task_rng(cfg.seed, t.text_id))]
+             for t in tasks]
+    kept, refused = llm_negatives(tasks, shown, counts, backend, sampling, cache_path, progress=progress)
+    if dropped is not None:
+        dropped.update(refused)
+    out: dict[tuple[int, str], list[str]] = defaultdict(list)
+    for i, strategy, text in kept:
+        out[(i, strategy)].append(text)
+    return dict(out)
+
+
 def _chunk_pairs(chunk: range) -> list[dict]:
     return [row for i in chunk for row in _task_pairs(i)]
 
@@ -277,20 +314,22 @@ def _task_pairs(i: int) -> list[dict]:
     w = _WORLD
     cfg, task = w.cfg, w.tasks[i]
     rng = task_rng(cfg.seed, task.text_id)
-    pool = [t for t in w.exemplar_pool[(task.author_id, task.split)] if t != task.text_id]
-    if not pool:
+    ex_ids = _exemplar_ids(task, w.exemplar_pool, cfg, rng)
+    if not ex_ids:
         return []
-    ex_ids = rng.sample(pool, k=min(cfg.num_exemplars, len(pool)))
     rows = []
     for strategy, count in cfg.negatives.items():
         for k in range(count):
-            made = _negative(strategy, task, w, i, rng)
+            made = _negative(strategy, task, w, i, rng, k)
             if made is None:
                 continue
             rejected, factors, neg_src = made
             chosen = task.continuation
-            if strategy == "rule_perturbation":
+            if strategy in ("rule_perturbation", "style_imitation", "random_style"):
+                # Cut to equal length so "pick the longer/shorter" says nothing (rules add emoji or
+                # hedges; an LLM continues for as long as it likes).
                 chosen, rejected = equalize_length(chosen, rejected)
+            if strategy == "rule_perturbation":
                 factors = still_perturbed(chosen, rejected, factors)
                 if not factors:  # the cut removed every change (e.g. an emoji at the very end)
                     continue
@@ -310,9 +349,12 @@ def _task_pairs(i: int) -> list[dict]:
     return rows
 
 
-def _negative(strategy: str, task: Task, w: _World, i: int,
-              rng: random.Random) -> tuple[str, list[str], str | None] | None:
+def _negative(strategy: str, task: Task, w: _World, i: int, rng: random.Random,
+              k: int = 0) -> tuple[str, list[str], str | None] | None:
     cfg = w.cfg
+    if strategy in LLM_STRATEGIES:
+        outputs = w.llm.get((i, strategy), [])
+        return (outputs[k], [], None) if k < len(outputs) else None
     if strategy == "rule_perturbation":
         made = perturb(task.continuation, rng, n_factors=cfg.perturb_factors)
         return None if made is None else (made[0], made[1], None)

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 
-from assets import ALL_ASSETS, ALL_CHECKS, PersrmConfig
+from assets import ALL_ASSETS, ALL_CHECKS
+from assets.resources import default_resources
 from assets.checks import CORPUS_SCHEMA, rft_problems, schema_problems
 from persrm_core import pipeline
 from persrm_core.corpus import corpus_stats, stats_shift
@@ -79,7 +80,7 @@ def root(smoke_root, tmp_path):
 
 def _run(root, select):
     return materialize([*ALL_ASSETS, *ALL_CHECKS], selection=select, instance=_run.instance,
-                       resources={"persrm": PersrmConfig(profile="smoke", root=str(root), progress=False)},
+                       resources=default_resources(profile="smoke", root=str(root), progress=False),
                        raise_on_error=False)
 
 

@@ -13,9 +13,9 @@ def _graph():
     return defs.resolve_asset_graph()
 
 
-def test_code_location_has_the_six_contract_assets_and_the_base_model():
+def test_code_location_has_the_six_contract_assets_the_base_model_and_the_scalar_rm():
     keys = {k.path[-1] for k in _graph().get_all_asset_keys()}
-    assert set(CHAIN) | {"base_model"} == keys
+    assert set(CHAIN) | {"base_model", "scalar_rm"} == keys
 
 
 def test_each_contract_asset_depends_on_the_one_before_it():
@@ -25,12 +25,29 @@ def test_each_contract_asset_depends_on_the_one_before_it():
         assert AssetKey(upstream) in ancestors, f"{downstream} does not depend on {upstream}"
 
 
-def test_corpus_checks_are_blocking():
-    checks = list(defs.resolve_asset_graph().asset_check_keys)
-    names = {c.name for c in checks}
-    assert {"corpus_has_no_leakage", "corpus_labels_balanced"} <= names
+def test_corpus_checks_block_and_drift_checks_warn():
+    from assets.checks import ALL_CHECKS
+
+    blocking = {spec.name: spec.blocking for c in ALL_CHECKS for spec in c.check_specs}
+    assert {k for k, v in blocking.items() if v} == {"corpus_schema", "corpus_not_empty", "corpus_has_no_leakage",
+                                                       "corpus_labels_balanced"}
+    assert {k for k, v in blocking.items() if not v} == {"corpus_distribution_stable", "rft_beats_baselines"}
+    names = {c.name for c in defs.resolve_asset_graph().asset_check_keys}
+    assert set(blocking) == names
+
+
+def test_the_backend_is_a_swappable_resource():
+    from assets.resources import GenerationBackend, PersrmConfig
+    from persrm_core.config import load_settings
+
+    s = load_settings("smoke")
+    assert GenerationBackend().apply(s).generation == s.generation
+    swapped = GenerationBackend(backend="openai", model="m", base_url="http://127.0.0.1:9/v1").apply(s)
+    assert (swapped.generation.backend, swapped.generation.model) == ("openai", "m")
+    assert isinstance(defs.resources["persrm"], PersrmConfig)
+    assert isinstance(defs.resources["generation"], GenerationBackend)
 
 
 def test_full_retrain_job_selects_every_asset():
     job = defs.resolve_job_def("persrm_full_retrain")
-    assert len(job.asset_layer.selected_asset_keys) == 7
+    assert len(job.asset_layer.selected_asset_keys) == 8

@@ -471,3 +471,52 @@ def test_build_pairs_same_seed_gives_identical_output_and_other_seed_differs(cor
 def test_build_pairs_rejects_unknown_negative_strategy(corpus):
     with pytest.raises(ValueError, match="unknown negative strategy"):
         build_pairs(corpus, SynthesisConfig(negatives={"paraphrase": 1}), progress=False)
+
+
+# --- LLM strategies through a generation backend ------------------------------------------------
+
+class CannedBackend:
+    """A backend that writes a fresh, generic continuation for every request (and counts them)."""
+
+    name, model = "canned", "canned-1"
+
+    def __init__(self):
+        self.calls = 0
+
+    def generate(self, requests, params):
+        self.calls += len(requests)
+        words = "the river kept moving past the old mill while evening settled over quiet fields".split()
+        return [" ".join(words[(i + j) % len(words)] for j in range(40)) + "."
+                for i, _ in enumerate(requests, start=self.calls)]
+
+
+def test_llm_strategies_make_pairs_through_a_backend_and_are_cached(corpus, tmp_path):
+    from persrm_core.generation import SamplingParams
+
+    cfg = SynthesisConfig(seed=7, negatives={"style_imitation": 1, "random_style": 1})
+    backend, refused = CannedBackend(), {}
+    rows = build_pairs(corpus, cfg, progress=False, backend=backend, sampling=SamplingParams(),
+                       cache_path=tmp_path / "cache.jsonl", dropped=refused)
+    assert {r["negative_type"] for r in rows} == {"style_imitation", "random_style"}
+    for r in rows:
+        assert abs(len(chosen(r)) - len(rejected(r))) <= max(len(w) for w in rejected(r).split()) + 1
+    first_calls = backend.calls
+    again = build_pairs(corpus, cfg, progress=False, backend=backend, sampling=SamplingParams(),
+                        cache_path=tmp_path / "cache.jsonl")
+    assert again == rows and backend.calls == first_calls  # every answer came from the cache
+    assert set(refused) >= {"empty", "identical"}
+
+
+def test_llm_strategies_without_a_backend_say_what_to_set(corpus):
+    cfg = SynthesisConfig(seed=7, negatives={"minimal_word_swap": 1})
+    with pytest.raises(ValueError, match="generation.backend"):
+        build_pairs(corpus, cfg, progress=False)
+
+
+def test_lexicon_swap_pairs_differ_from_the_chosen_text_by_three_or_four_words(corpus):
+    from persrm_core.swap import changed_words
+
+    rows = build_pairs(corpus, SynthesisConfig(seed=7, negatives={"lexicon_swap": 1}), progress=False)
+    assert rows
+    for r in rows:
+        assert 3 <= len(changed_words(chosen(r), rejected(r))) <= 4
