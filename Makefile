@@ -25,7 +25,7 @@ TORCH_SOURCE := $(shell if [ -n "$$PIP_FIND_LINKS" ]; then echo "--find-links $$
 	elif [ -d /opt/wheels ]; then echo "--find-links /opt/wheels"; \
 	else echo "--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match"; fi)
 
-.PHONY: install demo test ui repro bench clean-data
+.PHONY: install demo test ui ui-check repro bench clean-data
 
 install: $(STAMP)
 
@@ -48,6 +48,13 @@ test: install
 
 ui: install
 	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p $${PORT:-3000}
+
+# Headless-Chromium screenshots of the asset graph and the eval_report page into data/reports/ui/
+# (smoke-profile run first, into data/reports/ui/smoke_root, if eval_report was never materialized).
+ui-check: install
+	@command -v chromium >/dev/null || { echo "==> chromium is missing: apt-get update && apt-get install -y chromium"; \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	$(BIN)/python scripts/ui_check.py
 
 repro: install
 	$(DVC) repro
