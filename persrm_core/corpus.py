@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 
 from persrm_core.synthesis import EVAL_SEEN, EVAL_UNSEEN, TRAIN
@@ -24,6 +25,7 @@ class FilterConfig:
     max_response_words: int = 400
     max_length_ratio: float = 1.6  # longer / shorter response, in words
     max_label_skew: float = 0.02  # |share of label A - 0.5| allowed in each split
+    near_duplicate: float = 0.8  # word 3-gram Jaccard at which two texts count as near-duplicates
 
 
 @dataclass
@@ -62,9 +64,80 @@ def drop_bad_charset(df: pl.DataFrame) -> pl.DataFrame:
 
 
 def drop_identical_responses(df: pl.DataFrame) -> pl.DataFrame:
-    """A negative equal to the chosen response (up to case and spacing) teaches nothing."""
-    norm = lambda c: pl.col(c).str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()  # noqa: E731
+    """A negative equal to the chosen response (up to spacing) teaches nothing. Case counts: a
+    rule perturbation that only changed casing is a real stylistic negative."""
+    norm = lambda c: pl.col(c).str.replace_all(r"\s+", " ").str.strip_chars()  # noqa: E731
     return df.filter(norm("response_a") != norm("response_b"))
+
+
+# Negatives that are edits of the chosen text by design: a near-duplicate of it is what they are
+# meant to be, so they are checked for the edit they promise instead (see drop_non_negatives).
+EDITS = ("rule_perturbation",)
+SWAPS = ("lexicon_swap", "minimal_word_swap")
+
+
+def _chosen_rejected(df: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    a_chosen = df["label"] == "A"
+    chosen = pl.select(pl.when(a_chosen).then(df["response_a"]).otherwise(df["response_b"])).to_series()
+    rejected = pl.select(pl.when(a_chosen).then(df["response_b"]).otherwise(df["response_a"])).to_series()
+    return chosen, rejected
+
+
+def drop_non_negatives(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
+    """Negatives that are not really different: a free-text negative (another author's text, an
+    LLM continuation) whose word 3-grams nearly equal the chosen response's, and a word swap that
+    did not change exactly 3-4 words and nothing else (a "swap" that changed nothing)."""
+    from persrm_core.neardup import rowwise_similarity
+    from persrm_core.swap import changed_words
+
+    if df.height == 0:
+        return df
+    chosen, rejected = _chosen_rejected(df)
+    sim = rowwise_similarity(chosen, rejected, normalize=False).fill_null(0.0)
+    types = df["negative_type"].fill_null("")
+    free = ~types.is_in(list(EDITS + SWAPS))
+    swap = types.is_in(list(SWAPS))
+    swap_ok = pl.Series([True] * df.height)
+    if swap.any():
+        idx = swap.arg_true().to_list()
+        ok = [(c := changed_words(chosen[i], rejected[i])) is not None and 3 <= len(c) <= 4 for i in idx]
+        swap_ok = swap_ok.scatter(idx, ok)
+    return df.filter(~((free & (sim >= cfg.near_duplicate)) | (swap & ~swap_ok)))
+
+
+def drop_near_duplicate_texts(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
+    """Two different source texts that are near-duplicates (a text ingested twice with small
+    edits, an author repeating themselves): keep the pairs of the first source text of each
+    cluster only (MinHash/LSH over the distinct chosen texts, verified by exact Jaccard)."""
+    from persrm_core.neardup import near_duplicate_clusters
+
+    if df.height == 0:
+        return df
+    chosen, _ = _chosen_rejected(df)
+    keep: list[str] = []
+    sources = pl.DataFrame({"split": df["split"], "src": df["chosen_source"], "text": chosen})
+    for _, part in sources.group_by("split"):  # across splits, drop_near_duplicate_leakage decides
+        texts = part.unique("src", keep="first").sort("src")
+        cluster = near_duplicate_clusters(texts["text"], threshold=cfg.near_duplicate)
+        keep += texts["src"].filter(pl.Series(cluster == np.arange(len(cluster)))).to_list()
+    return df.filter(pl.col("chosen_source").is_in(keep))
+
+
+def drop_near_duplicate_leakage(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
+    """Train pairs whose chosen or rejected response near-duplicates any eval response (the exact
+    source-id join of drop_leakage cannot see a text that reached both splits under two ids)."""
+    from persrm_core.neardup import cross_near_duplicates
+
+    train = df.filter(pl.col("split") == TRAIN)
+    evals = df.filter(pl.col("split") != TRAIN)
+    if train.height == 0 or evals.height == 0:
+        return df
+    eval_texts = pl.concat([evals["response_a"], evals["response_b"]]).unique()
+    tc, tr = _chosen_rejected(train)
+    leaky = (cross_near_duplicates(tc, eval_texts, threshold=cfg.near_duplicate)
+             | cross_near_duplicates(tr, eval_texts, threshold=cfg.near_duplicate))
+    bad = set(train["pair_id"].filter(pl.Series(leaky)).to_list())
+    return df.filter(~pl.col("pair_id").is_in(list(bad))) if bad else df
 
 
 def _sql(query: str, df: pl.DataFrame) -> pl.DataFrame:
@@ -168,8 +241,11 @@ def filter_pairs(pairs: pl.DataFrame, cfg: FilterConfig | None = None) -> Filter
         ("bad_charset", drop_bad_charset),
         ("negative_equals_chosen", drop_identical_responses),
         ("exact_duplicate", drop_exact_duplicates),
+        ("negative_nearly_equals_chosen", lambda d: drop_non_negatives(d, cfg)),
+        ("near_duplicate_text", lambda d: drop_near_duplicate_texts(d, cfg)),
         ("length_bounds_and_ratio", lambda d: drop_length_outliers(d, cfg)),
         ("train_eval_leakage", drop_leakage),
+        ("train_eval_near_duplicate", lambda d: drop_near_duplicate_leakage(d, cfg)),
         ("label_balance", lambda d: rebalance_labels(d, cfg)),
         ("label_balance_per_negative_type", lambda d: rebalance_labels(d, cfg, by=("split", "negative_type"))),
     ]

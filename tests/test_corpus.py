@@ -83,9 +83,55 @@ def test_drop_identical_responses_keeps_different_responses():
     assert ids(drop_identical_responses(frame(row("ok", response_a="one two", response_b="one three")))) == ["ok"]
 
 
-def test_drop_identical_responses_drops_equal_up_to_case_and_spacing():
-    bad = row("bad", response_a="Hello  World\n again ", response_b="hello world again")
-    assert ids(drop_identical_responses(frame(row("ok"), bad))) == ["ok"]
+def test_drop_identical_responses_drops_equal_up_to_spacing_but_keeps_a_casing_change():
+    bad = row("bad", response_a="hello  world\n again ", response_b="hello world again")
+    casing = row("casing", response_a="Hello World again", response_b="hello world again",
+                 negative_type="rule_perturbation")
+    assert ids(drop_identical_responses(frame(row("ok"), bad, casing))) == ["casing", "ok"]
+
+
+def one_word_changed(text: str, at: int = 5, new: str = "CHANGED") -> str:
+    w = text.split()
+    w[at] = new
+    return " ".join(w)
+
+
+def test_drop_non_negatives_removes_near_copies_and_swaps_that_are_not_three_or_four_words():
+    from persrm_core.corpus import FilterConfig, drop_non_negatives
+
+    base = words(40, "t")
+    swapped4 = base
+    for k, at in enumerate((3, 12, 22, 33)):
+        swapped4 = one_word_changed(swapped4, at, f"syn{k}")
+    df = frame(row("copy", response_a=base, response_b=one_word_changed(base)),  # cross_author, J = 35/41
+               row("other", response_a=base, response_b=words(40, "u")),
+               row("swap1", response_a=base, response_b=one_word_changed(base), negative_type="lexicon_swap"),
+               row("swap4", response_a=base, response_b=swapped4, negative_type="lexicon_swap"),
+               row("respaced", response_a=base, response_b=base.replace(" ", "  ", 3), negative_type="minimal_word_swap"),
+               row("rule", response_a=base, response_b=one_word_changed(base), negative_type="rule_perturbation"),
+               row("b-copy", label="B", response_b=base, response_a=one_word_changed(base)))
+    assert ids(drop_non_negatives(df, FilterConfig())) == ["other", "rule", "swap4"]
+
+
+def test_drop_near_duplicate_texts_keeps_one_source_per_cluster():
+    from persrm_core.corpus import FilterConfig, drop_near_duplicate_texts
+
+    base = words(40, "t")
+    df = frame(row("p1", chosen_source="s1", response_a=base),
+               row("p1b", chosen_source="s1", response_a=base, negative_type="rule_perturbation"),
+               row("p2", chosen_source="s2", response_a=one_word_changed(base)),  # the same text, edited
+               row("p3", chosen_source="s3"))
+    assert ids(drop_near_duplicate_texts(df, FilterConfig())) == ["p1", "p1b", "p3"]
+
+
+def test_drop_near_duplicate_leakage_drops_train_pairs_near_an_eval_text():
+    from persrm_core.corpus import FilterConfig, drop_near_duplicate_leakage
+
+    text = words(40, "e")
+    df = frame(row("t1", response_b=one_word_changed(text)),
+               row("t2"),
+               row("e1", split="eval_seen", response_a=text, chosen_source="E1"))
+    assert ids(drop_near_duplicate_leakage(df, FilterConfig())) == ["e1", "t2"]
 
 
 # --- drop_exact_duplicates -------------------------------------------------------------------------
@@ -193,14 +239,20 @@ def test_filter_pairs_reports_rows_removed_by_each_rule_in_order():
     t1 = clean[0]
     bad = [row("x-blank", prompt=" "),
            row("x-charset", response_a="broken \ufffd " + words(20)),
-           row("x-identical", response_b=row("x-identical")["response_a"].upper()),
+           row("x-identical", response_b=row("x-identical")["response_a"].replace(" ", "  ")),
            t1 | {"pair_id": "t1-dup", "response_a": t1["response_b"], "response_b": t1["response_a"]},
+           row("x-copy", response_b=one_word_changed(words(40, "c")), response_a=words(40, "c")),
+           row("x-near", response_a=clean[1]["response_b"], response_b=words(20, "xn"), label="A"),
            row("x-short", response_a=words(5)),
-           row("x-leak", exemplar_sources=["E2"])]
+           row("x-leak", exemplar_sources=["E2"]),
+           row("x-near-eval", response_a=one_word_changed(words(40, "ev"), 2), response_b=words(40, "xe"))]
+    clean[5] = clean[5] | {"response_a": words(40, "ev"), "response_b": words(40, "eb")}
     result = filter_pairs(frame(*clean, *bad), CFG)
     assert result.removed == [("empty_or_whitespace", 1), ("bad_charset", 1), ("negative_equals_chosen", 1),
-                              ("exact_duplicate", 1), ("length_bounds_and_ratio", 1),
-                              ("train_eval_leakage", 1), ("label_balance", 1)]
+                              ("exact_duplicate", 1), ("negative_nearly_equals_chosen", 1),
+                              ("near_duplicate_text", 1), ("length_bounds_and_ratio", 1),
+                              ("train_eval_leakage", 1), ("train_eval_near_duplicate", 1), ("label_balance", 1),
+                              ("label_balance_per_negative_type", 0)]
     assert ids(result.train) == ["t1", "t2", "t3", "t4"]
     assert ids(result.eval) == ["e1", "e2", "u1", "u2"]
     assert check_no_leakage(result.train, result.eval) == []
@@ -214,7 +266,7 @@ def test_filter_pairs_on_clean_frame_removes_nothing():
                row("e1", split="eval_seen", label="A", chosen_source="E1"),
                row("e2", split="eval_seen", label="B", chosen_source="E2"))
     result = filter_pairs(df)
-    assert [n for _, n in result.removed] == [0] * 7
+    assert [n for _, n in result.removed] == [0] * 11
     assert result.train.height == 2 and result.eval.height == 2
 
 
