@@ -1,10 +1,11 @@
 """The six assets of the contract, plus `base_model` beside them. Each publishes files at its
 contract path and returns metadata; nothing large travels through IO managers."""
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, PipesSubprocessClient, asset
 
 from assets.resources import GenerationBackend, PersrmConfig
 from persrm_core import pipeline
+from persrm_core.launch import dagster_pipes
 from persrm_core.locking import artifact_lock
 from persrm_core.redact import redact
 from persrm_core.report import markdown_table
@@ -77,7 +78,7 @@ def base_model(context: AssetExecutionContext, persrm: PersrmConfig) -> Material
        description="TRL SFT of the judge on offline-written reasoning traces (loss on the completion only).")
 def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
-    with artifact_lock(s.paths.sft):
+    with artifact_lock(s.paths.sft), dagster_pipes(context, PipesSubprocessClient()):
         out = redact(pipeline.sft_checkpoint(s))
     return _checkpoint_result(out, "loss")
 
@@ -86,7 +87,7 @@ def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> Mate
        description="TRL GRPO from the SFT checkpoint with the verifiable verdict reward.")
 def rft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
     s = persrm.settings()
-    with artifact_lock(s.paths.rft):
+    with artifact_lock(s.paths.rft), dagster_pipes(context, PipesSubprocessClient()):
         out = redact(pipeline.rft_checkpoint(s))
     return _checkpoint_result(out, "reward")
 

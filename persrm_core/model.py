@@ -74,7 +74,7 @@ def build_tiny(texts: list[str], out_dir: str | Path, cfg: TinyModelConfig = Tin
         num_attention_heads=cfg.num_heads, num_key_value_heads=cfg.num_kv_heads,
         intermediate_size=cfg.intermediate_size, max_position_embeddings=cfg.max_positions,
         tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=None,  # the tokenizer has no BOS token; say so, not EOS
     )
     model = Qwen2ForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -3,6 +3,13 @@
 Plain functions over pair frames and checkpoint paths: the Dagster assets and the CLI call
 them; nothing here knows about orchestration. Each stage writes a Hugging Face checkpoint
 (safetensors, tokenizer with chat template) and `training_log.json` with its curves.
+
+Where training runs is `cfg.launcher`: "accelerate" (the default) trains in a process of its own
+started with `accelerate launch` (`persrm_core.launch`, child `persrm_core.train_entry`), so
+DeepSpeed, several processes and a clean GPU state come for free; "inprocess" trains in the
+calling process (`run_sft` / `run_grpo`, which the child calls too). Either way the published
+folder is a plain full model: with LoRA (`lora_r > 0`) the adapter is merged into the base
+(`merge_and_unload`) and saved as safetensors, so every later stage loads it like any checkpoint.
 """
 
 from __future__ import annotations
@@ -20,13 +27,37 @@ from tqdm.auto import tqdm
 
 from persrm_core.judge_format import RenderLimits, render_messages
 from persrm_core.rationale import write_trace
-from persrm_core.rewards import verdict_reward
+from persrm_core.rewards import verdict_correct, verdict_invalid, verdict_reward
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+LAUNCHERS = ("accelerate", "inprocess")
+VLLM_MODES = ("colocate", "server")
+# Settings that choose where training runs but not what it computes: left out of the work-dir
+# fingerprint, so a run started in-process resumes under `accelerate launch` and back.
+LAUNCH_ONLY_FIELDS = ("launcher",)
+
+
 @dataclass
 class TrainConfig:
+    """SFT settings (`sft:` in params.yaml).
+
+    launcher: "accelerate" = train in its own process via `accelerate launch`; "inprocess" = here.
+    accelerate_config: an accelerate config yaml (see configs/accelerate/); None = one generated
+      per run: `num_processes` processes, CPU when there is no CUDA, bf16 mixed precision when
+      `bf16`, DeepSpeed with `deepspeed` when that is set.
+    num_processes: processes `accelerate launch` starts (passed on its command line, so it wins
+      over the yaml's own `num_processes`).
+    deepspeed: a DeepSpeed JSON (configs/deepspeed/zero2.json, zero3.json) for TrainingArguments;
+      with `accelerate_config` of DEEPSPEED type and this unset, the yaml's `deepspeed_config_file`.
+    lora_r: 0 = full fine-tune; > 0 = PEFT LoRA of that rank (`lora_alpha`, `lora_dropout`,
+      `lora_target_modules`). The published checkpoint is still a plain merged model.
+    packing: TRL packing (best-fit decreasing, padding-free). The loss stays on the completion
+      only: TRL 1.16 turns `completion_mask` into -100 labels before it packs, and packed
+      sequences are kept apart by their position ids.
+    """
+
     learning_rate: float = 1e-3
     epochs: float = 1.0
     max_steps: int = -1  # overrides epochs when > 0
@@ -41,10 +72,21 @@ class TrainConfig:
     deepspeed: str | None = None  # path to a DeepSpeed JSON config (launched under accelerate)
     rejection_sampling: bool = True  # SFT only on traces whose evidence agrees with the label
     save_steps: int = 50  # checkpoint every N steps; a re-run after a crash resumes from the last
+    launcher: str = "accelerate"  # "accelerate" (own process, `accelerate launch`) or "inprocess"
+    accelerate_config: str | None = None  # accelerate config yaml; None = a generated default
+    num_processes: int = 1
+    lora_r: int = 0  # 0 = full fine-tune; > 0 = LoRA rank, merged into the published model
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+    packing: bool = False
 
 
 @dataclass
 class GRPOSettings:
+    """RFT settings (`rft:` in params.yaml); launcher, accelerate_config, num_processes, deepspeed
+    and lora_* as in `TrainConfig`. `vllm_mode` ("colocate" or "server") applies when `use_vllm`."""
+
     learning_rate: float = 5e-5
     max_steps: int = 30
     batch_size: int = 8  # completions per device step (a multiple of num_generations)
@@ -58,6 +100,28 @@ class GRPOSettings:
     logging_steps: int = 2
     deepspeed: str | None = None
     save_steps: int = 10
+    vllm_mode: str = "colocate"  # with use_vllm: "colocate" (in the trainer) or "server" (`trl vllm-serve`)
+    launcher: str = "accelerate"
+    accelerate_config: str | None = None
+    num_processes: int = 1
+    lora_r: int = 0
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+
+
+def check_settings(cfg: TrainConfig | GRPOSettings) -> None:
+    """Reject values that would only fail deep inside a training process."""
+    if cfg.launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, not {cfg.launcher!r}")
+    if cfg.num_processes < 1:
+        raise ValueError(f"num_processes must be >= 1, not {cfg.num_processes}")
+    if cfg.lora_r < 0:
+        raise ValueError(f"lora_r must be >= 0 (0 = full fine-tune), not {cfg.lora_r}")
+    if cfg.num_processes > 1 and cfg.launcher == "inprocess":
+        raise ValueError("num_processes > 1 needs launcher='accelerate'")
+    if isinstance(cfg, GRPOSettings) and cfg.vllm_mode not in VLLM_MODES:
+        raise ValueError(f"vllm_mode must be one of {VLLM_MODES}, not {cfg.vllm_mode!r}")
 
 
 def _has_cuda() -> bool:
@@ -99,8 +163,7 @@ def prepare_work_dir(work_dir: Path, fingerprint: str) -> str | None:
     directory is emptied and stamped for this run, and training starts from scratch."""
     stamp = work_dir / "persrm_run.json"
     if stamp.exists() and json.loads(stamp.read_text()).get("fingerprint") == fingerprint:
-        ckpts = sorted(work_dir.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
-        return str(ckpts[-1]) if ckpts else None
+        return latest_checkpoint(work_dir, fingerprint)
     shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True)
     stamp.write_text(json.dumps({"fingerprint": fingerprint}))
@@ -111,8 +174,24 @@ def _work_and_resume(stage: str, model_dir, cfg, limits: RenderLimits, train_pai
                      work_dir) -> tuple[Path, str | None]:
     """The checkpoint directory of this training run and the checkpoint to resume from, if any."""
     work = Path(work_dir or Path(out_dir) / "_work")
-    run = fingerprint(stage, str(model_dir), cfg, limits, [(p["pair_id"], p["label"]) for p in train_pairs])
-    return work, prepare_work_dir(work, run)
+    return work, prepare_work_dir(work, run_fingerprint(stage, model_dir, cfg, limits, train_pairs))
+
+
+def run_fingerprint(stage: str, model_dir, cfg, limits: RenderLimits, train_pairs: list[dict]) -> str:
+    """What a work dir's checkpoints were trained from: model, data and the settings that change
+    the computation (not `LAUNCH_ONLY_FIELDS`)."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in LAUNCH_ONLY_FIELDS}
+    return fingerprint(stage, str(model_dir), settings, limits, [(p["pair_id"], p["label"]) for p in train_pairs])
+
+
+def latest_checkpoint(work_dir: Path, fingerprint_: str) -> str | None:
+    """The newest `checkpoint-N` of `work_dir` if it was stamped with `fingerprint_`; read-only
+    (the training process uses it to resume; `prepare_work_dir` stamped the directory)."""
+    stamp = Path(work_dir) / "persrm_run.json"
+    if not stamp.exists() or json.loads(stamp.read_text()).get("fingerprint") != fingerprint_:
+        return None
+    ckpts = sorted(Path(work_dir).glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+    return str(ckpts[-1]) if ckpts else None
 
 
 def fingerprint(*parts) -> str:
@@ -121,74 +200,167 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _peft_config(cfg: TrainConfig | GRPOSettings):
+    if cfg.lora_r <= 0:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                      target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
+
+
+def _dtype(cfg: TrainConfig | GRPOSettings) -> str:
+    return "bfloat16" if cfg.bf16 else "float32"
+
+
+def merge_lora(model_dir: str | Path, adapter_dir: str | Path, out_dir: str | Path, dtype: str = "float32") -> None:
+    """Load the base at `model_dir`, apply the LoRA adapter, merge it (`merge_and_unload`) and save
+    a plain model as safetensors in `out_dir`: no adapter files, loadable by
+    `AutoModelForCausalLM.from_pretrained` like any other checkpoint. Done from the saved adapter
+    (not the trainer's wrapped model) so it works the same after DeepSpeed ZeRO-3 or several
+    processes."""
+    from peft import PeftModel
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    from persrm_core.model import load_model
+
+    # Under ZeRO-3 the trainer's DeepSpeed config would make this one process's `from_pretrained`
+    # shard the base (a collective the other ranks never join): load it whole instead.
+    zero3 = hf_deepspeed._hf_deepspeed_config_weak_ref
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        merged = PeftModel.from_pretrained(load_model(model_dir, dtype), str(adapter_dir)).merge_and_unload()
+    finally:
+        hf_deepspeed._hf_deepspeed_config_weak_ref = zero3
+    merged.save_pretrained(Path(out_dir), safe_serialization=True)
+
+
 def _train_and_publish(trainer, tokenizer, resume: str | None, work: Path, out: Path, stage: str,
-                       **summary) -> list[dict]:
+                       model_dir, cfg: TrainConfig | GRPOSettings, **summary) -> list[dict]:
     """Train (resuming from `resume`), save model, tokenizer and curves to `out`, drop the
-    checkpoints, and return the log."""
+    checkpoints, and return the log. With LoRA the adapter is merged into the base first, so `out`
+    is always a plain full checkpoint. Under several processes every rank takes part in saving
+    (ZeRO-3 gathers the weights) and the main one writes the files."""
     trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(str(out))
-    tokenizer.save_pretrained(out)
-    log = _save_log(trainer, out, stage, **summary, resumed_from=Path(resume).name if resume else None)
-    shutil.rmtree(work, ignore_errors=True)
+    main = trainer.is_world_process_zero()
+    if cfg.lora_r > 0:
+        adapter = work / "adapter"
+        trainer.save_model(str(adapter))
+        trainer.accelerator.wait_for_everyone()
+        if main:
+            merge_lora(model_dir, adapter, out, _dtype(cfg))
+    else:
+        trainer.save_model(str(out))
+    summary["resumed_from"] = Path(resume).name if resume else None
+    if main:
+        tokenizer.save_pretrained(out)
+        log = _save_log(trainer, out, stage, **summary)
+    else:
+        log = _log_of(trainer, stage, **summary)
+    trainer.accelerator.wait_for_everyone()
+    if main:
+        shutil.rmtree(work, ignore_errors=True)
+    return log
+
+
+def _log_of(trainer, stage: str, **summary) -> list[dict]:
+    log = [dict(h, stage=stage) for h in trainer.state.log_history]
+    if summary:
+        log.append({"stage": stage, **summary})
     return log
 
 
 def _save_log(trainer, out_dir: Path, stage: str, **summary) -> list[dict]:
-    log = [dict(h, stage=stage) for h in trainer.state.log_history]
-    if summary:
-        log.append({"stage": stage, **summary})
+    log = _log_of(trainer, stage, **summary)
     (out_dir / "training_log.json").write_text(json.dumps(log, indent=1))
     return log
+
+
+def _in_process(cfg: TrainConfig | GRPOSettings, callbacks: list | None) -> bool:
+    check_settings(cfg)
+    if cfg.launcher == "inprocess":
+        return True
+    if callbacks:
+        raise ValueError("trainer callbacks live in this process and cannot follow training into the one "
+                         "`accelerate launch` starts; use launcher='inprocess' to pass callbacks")
+    return False
 
 
 def train_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: TrainConfig,
               limits: RenderLimits, work_dir: str | Path | None = None, callbacks: list | None = None) -> list[dict]:
     """TRL SFTTrainer on (judge input -> rationale + verdict), loss on the completion only.
-    Checkpoints go to `work_dir` every `save_steps`; a call after a crash resumes there."""
+    Checkpoints go to `work_dir` every `save_steps`; a call after a crash (or a killed training
+    process) resumes there. Runs where `cfg.launcher` says; returns the training log."""
+    if not _in_process(cfg, callbacks):
+        from persrm_core.launch import run_stage
+
+        return run_stage("sft", model_dir, train_pairs, out_dir, cfg, limits, work_dir)
+    work, resume = _work_and_resume("sft", model_dir, cfg, limits, train_pairs, out_dir, work_dir)
+    return run_sft(model_dir, train_pairs, out_dir, cfg, limits, work, resume, callbacks)
+
+
+def run_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: TrainConfig,
+            limits: RenderLimits, work: Path, resume: str | None, callbacks: list | None = None) -> list[dict]:
+    """SFT in this process, into the prepared `work` dir, resuming from `resume` (a checkpoint
+    path or None). `train_sft` and the `accelerate launch` child (`train_entry`) call this."""
+    trainer, tokenizer, summary = sft_trainer(model_dir, train_pairs, cfg, limits, work, callbacks)
+    return _train_and_publish(trainer, tokenizer, resume, Path(work), Path(out_dir), "sft", model_dir, cfg,
+                              **summary)
+
+
+def sft_trainer(model_dir: str | Path, train_pairs: list[dict], cfg: TrainConfig, limits: RenderLimits,
+                work: Path, callbacks: list | None = None):
+    """The SFTTrainer of a run (not yet trained), its tokenizer, and the trace summary."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     from persrm_core.model import load_model, load_tokenizer
 
-    tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, "bfloat16" if cfg.bf16 else "float32")
-    rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling)
-    keep_rate = len(rows) / max(len(train_pairs), 1)
-    random.Random(cfg.seed).shuffle(rows)
-    work, resume = _work_and_resume("sft", model_dir, cfg, limits, train_pairs, out_dir, work_dir)
+    # The config first: with a ZeRO-3 DeepSpeed JSON it makes `from_pretrained` load the weights
+    # already sharded (zero.Init) instead of whole in every process.
     args = SFTConfig(
         output_dir=str(work), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
         gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
-        completion_only_loss=True, logging_steps=cfg.logging_steps, save_strategy="steps",
-        save_steps=cfg.save_steps, save_total_limit=1,
+        # Prompt-completion rows: loss on the completion only. With packing TRL 1.16 builds the
+        # -100 labels from the completion mask before it packs (best-fit decreasing, padding-free,
+        # sequences kept apart by their position ids), so prompts stay out of the loss.
+        completion_only_loss=True, packing=cfg.packing, logging_steps=cfg.logging_steps,
+        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=1,
         report_to="none", seed=cfg.seed, use_cpu=not _has_cuda(), bf16=cfg.bf16,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=cfg.weight_decay,
         deepspeed=cfg.deepspeed,
     )
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, _dtype(cfg))
+    rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling)
+    keep_rate = len(rows) / max(len(train_pairs), 1)
+    random.Random(cfg.seed).shuffle(rows)
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
-                         processing_class=tokenizer, callbacks=callbacks)
-    return _train_and_publish(trainer, tokenizer, resume, work, Path(out_dir), "sft", traces=len(rows),
-                              trace_keep_rate=round(keep_rate, 4))
+                         processing_class=tokenizer, callbacks=callbacks, peft_config=_peft_config(cfg))
+    return trainer, tokenizer, {"traces": len(rows), "trace_keep_rate": round(keep_rate, 4)}
 
 
 def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: GRPOSettings,
                limits: RenderLimits, work_dir: str | Path | None = None, callbacks: list | None = None) -> list[dict]:
-    """TRL GRPOTrainer from the SFT checkpoint with the verifiable verdict reward; checkpoints
-    and resumption as in `train_sft`."""
+    """TRL GRPOTrainer from the SFT checkpoint with the verifiable verdict reward; checkpoints,
+    resumption and launcher as in `train_sft`."""
+    if not _in_process(cfg, callbacks):
+        from persrm_core.launch import run_stage
+
+        return run_stage("rft", model_dir, train_pairs, out_dir, cfg, limits, work_dir)
+    work, resume = _work_and_resume("rft", model_dir, cfg, limits, train_pairs, out_dir, work_dir)
+    return run_grpo(model_dir, train_pairs, out_dir, cfg, limits, work, resume, callbacks)
+
+
+def run_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: GRPOSettings,
+             limits: RenderLimits, work: Path, resume: str | None, callbacks: list | None = None) -> list[dict]:
+    """GRPO in this process (see `run_sft`)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
     from persrm_core.model import load_model, load_tokenizer
 
-    tokenizer = load_tokenizer(model_dir)
-    model = load_model(model_dir, "bfloat16" if cfg.bf16 else "float32")
-    count = token_counter(tokenizer)
-    rows = [{"prompt": render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"],
-                                       limits, count),
-             "label": p["label"]} for p in train_pairs]
-    random.Random(cfg.seed).shuffle(rows)
-    work, resume = _work_and_resume("rft", model_dir, cfg, limits, train_pairs, out_dir, work_dir)
     args = GRPOConfig(
         output_dir=str(work), learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
@@ -196,8 +368,18 @@ def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pa
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
         save_total_limit=1, report_to="none", seed=cfg.seed,
         use_cpu=not _has_cuda(), bf16=cfg.bf16, use_vllm=cfg.use_vllm,
-        vllm_mode="colocate", deepspeed=cfg.deepspeed, log_completions=False,
-    )
-    trainer = GRPOTrainer(model=model, reward_funcs=[verdict_reward], args=args,
-                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks)
-    return _train_and_publish(trainer, tokenizer, resume, work, Path(out_dir), "rft")
+        vllm_mode=cfg.vllm_mode, deepspeed=cfg.deepspeed, log_completions=False,
+        # accuracy and invalid rate ride along at weight 0: logged as curves, no part of the reward
+        reward_weights=[1.0, 0.0, 0.0],
+    )  # before the model, as in `sft_trainer`
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, _dtype(cfg))
+    count = token_counter(tokenizer)
+    rows = [{"prompt": render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"],
+                                       limits, count),
+             "label": p["label"]} for p in train_pairs]
+    random.Random(cfg.seed).shuffle(rows)
+    trainer = GRPOTrainer(model=model, reward_funcs=[verdict_reward, verdict_correct, verdict_invalid], args=args,
+                          train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks,
+                          peft_config=_peft_config(cfg))
+    return _train_and_publish(trainer, tokenizer, resume, Path(work), Path(out_dir), "rft", model_dir, cfg)

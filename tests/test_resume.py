@@ -1,4 +1,7 @@
-"""Training checkpoints periodically and a run after a crash resumes from the last checkpoint."""
+"""Training checkpoints periodically and a run after a crash resumes from the last checkpoint.
+
+In-process (`launcher="inprocess"`): the crash and the step counter are trainer callbacks, which
+live in this process; across the `accelerate launch` boundary see tests/test_launch.py."""
 
 from __future__ import annotations
 
@@ -51,7 +54,8 @@ def setup(tmp_path_factory):
 
 def test_sft_resumes_from_the_last_checkpoint_after_a_crash(setup):
     root, pairs = setup
-    cfg = TrainConfig(max_steps=6, batch_size=2, save_steps=2, logging_steps=1, rejection_sampling=False)
+    cfg = TrainConfig(max_steps=6, batch_size=2, save_steps=2, logging_steps=1, rejection_sampling=False,
+                      launcher="inprocess")
     work = root / "sft-work"
     with pytest.raises(Crash):
         train_sft(root / "base", pairs, root / "sft-1", cfg, LIMITS, work_dir=work, callbacks=[CrashAt(5)])
@@ -68,11 +72,12 @@ def test_sft_resumes_from_the_last_checkpoint_after_a_crash(setup):
 def test_changed_settings_start_over_instead_of_resuming(setup):
     root, pairs = setup
     work = root / "changed-work"
-    cfg = TrainConfig(max_steps=4, batch_size=2, save_steps=2, logging_steps=1, rejection_sampling=False)
+    cfg = TrainConfig(max_steps=4, batch_size=2, save_steps=2, logging_steps=1, rejection_sampling=False,
+                      launcher="inprocess")
     with pytest.raises(Crash):
         train_sft(root / "base", pairs, root / "x", cfg, LIMITS, work_dir=work, callbacks=[CrashAt(3)])
     other = TrainConfig(max_steps=4, batch_size=2, save_steps=2, logging_steps=1, learning_rate=5e-4,
-                        rejection_sampling=False)
+                        rejection_sampling=False, launcher="inprocess")
     counter = StepCounter()
     log = train_sft(root / "base", pairs, root / "y", other, LIMITS, work_dir=work, callbacks=[counter])
     assert log[-1]["resumed_from"] is None
@@ -92,10 +97,11 @@ def test_prepare_work_dir_resumes_newest_checkpoint_only_for_the_same_fingerprin
 
 def test_grpo_resumes_after_a_crash(setup):
     root, pairs = setup
-    sft_cfg = TrainConfig(max_steps=2, batch_size=2, save_steps=10, rejection_sampling=False)
+    sft_cfg = TrainConfig(max_steps=2, batch_size=2, save_steps=10, rejection_sampling=False,
+                          launcher="inprocess")
     train_sft(root / "base", pairs, root / "sft-for-rft", sft_cfg, LIMITS, work_dir=root / "w0")
     cfg = GRPOSettings(max_steps=4, batch_size=2, num_generations=2, max_completion_length=12, save_steps=2,
-                       logging_steps=1)
+                       logging_steps=1, launcher="inprocess")
     work = root / "rft-work"
     with pytest.raises(Crash):
         train_grpo(root / "sft-for-rft", pairs, root / "rft-1", cfg, LIMITS, work_dir=work, callbacks=[CrashAt(3)])
