@@ -135,7 +135,7 @@ STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "synthetic_pairs": ("synthesis", "generation"),
     "filtered_corpus": ("filter",),
     "base_model": ("base_model", "render"),
-    "sft_checkpoint": ("base_model", "render", "sft"),
+    "sft_checkpoint": ("base_model", "render", "sft", "generation"),  # generation: teacher traces
     "rft_checkpoint": ("base_model", "render", "rft"),
     "scalar_rm": ("base_model", "scalar_rm"),
     "eval_report": ("base_model", "render", "eval"),

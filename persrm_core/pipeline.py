@@ -49,12 +49,8 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
                 subset.append(e)
                 kept[e.author_id] += 1
         exemplars = subset
-    backend, sampling, refused = generation_backend(s), None, {}
-    if backend is not None:
-        from persrm_core.generation import SamplingParams
-
-        g = s.generation
-        sampling = SamplingParams(temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens, seed=s.seed)
+    backend, refused = generation_backend(s), {}
+    sampling = sampling_params(s) if backend is not None else None
     rows = build_pairs(exemplars, s.synthesis, progress=progress, backend=backend, sampling=sampling,
                        cache_path=s.generation.cache, dropped=refused)
     df = pl.DataFrame(rows, schema_overrides={"negative_source": pl.String})
@@ -66,11 +62,21 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
             "label_A_share": round(float((df["label"] == "A").mean()), 4)}
 
 
-def generation_backend(s: Settings):
-    """The backend of `generation`, built only when a configured strategy needs an LLM."""
+def sampling_params(s: Settings):
+    from persrm_core.generation import SamplingParams
+
+    g = s.generation
+    return SamplingParams(temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens, seed=s.seed)
+
+
+def generation_backend(s: Settings, needed: bool | None = None):
+    """The backend of `generation`; by default built only when a configured negative strategy
+    needs an LLM (`needed=True` builds it regardless, e.g. for teacher traces)."""
     from persrm_core.synthesis import LLM_STRATEGIES
 
-    if not any(s.synthesis.negatives.get(k, 0) > 0 for k in LLM_STRATEGIES):
+    if needed is None:
+        needed = any(s.synthesis.negatives.get(k, 0) > 0 for k in LLM_STRATEGIES)
+    if not needed:
         return None
     from persrm_core.generation import make_backend
 
@@ -152,12 +158,26 @@ def sft_checkpoint(s: Settings) -> dict:
     from persrm_core.training import train_sft
 
     train = corpus_pairs(s.paths.corpus / "train.parquet")
+    teacher: dict = {}
+    if s.sft.traces == "teacher":
+        from persrm_core.teacher import teacher_traces
+
+        if s.generation.backend == "rules":
+            raise InputError("params.yaml", "sft.traces is teacher but generation.backend is rules (no LLM)", "sft")
+        train, stats = teacher_traces(train, generation_backend(s, needed=True), sampling_params(s),
+                                      s.generation.cache, s.render)
+        teacher = stats.as_dict()
+        if not train:
+            raise RuntimeError(f"the teacher's verdicts matched the label in both orders for none of "
+                               f"{stats.pairs} train pairs: {teacher}")
+    elif s.sft.traces != "offline":
+        raise InputError("params.yaml", f"sft.traces must be offline or teacher, not {s.sft.traces!r}", "sft")
     with atomic_dir(s.paths.sft) as tmp:
         # Checkpoints live beside the target, outside the atomic temp dir, so a killed run resumes.
         log = train_sft(base_model_ref(s), train, tmp, s.sft, s.render, work_dir=_work_dir(s.paths.sft))
         _clean_trainer_files(tmp)
     kept = next((h for h in log if "trace_keep_rate" in h), {})
-    return {"checkpoint": str(s.paths.sft), "train_pairs": len(train), "traces": kept.get("traces"),
+    return {"checkpoint": str(s.paths.sft), "train_pairs": len(train), "traces": kept.get("traces"), **teacher,
             "trace_keep_rate": kept.get("trace_keep_rate"),
             **_curve_summary(log, ("loss", "mean_token_accuracy")), "curve": _points(log, "loss")}
 

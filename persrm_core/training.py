@@ -72,6 +72,7 @@ class TrainConfig:
     deepspeed: str | None = None  # path to a DeepSpeed JSON config (launched under accelerate)
     rejection_sampling: bool = True  # SFT only on traces whose evidence agrees with the label
     save_steps: int = 50  # checkpoint every N steps; a re-run after a crash resumes from the last
+    traces: str = "offline"  # offline (measured stylometric trace writer) | teacher (an LLM via `generation`)
     launcher: str = "accelerate"  # "accelerate" (own process, `accelerate launch`) or "inprocess"
     accelerate_config: str | None = None  # accelerate config yaml; None = a generated default
     num_processes: int = 1
@@ -141,11 +142,12 @@ def sft_rows(pairs: list[dict], limits: RenderLimits, count_tokens=None, rejecti
     for p in tqdm(pairs, desc="writing traces", unit="pair", disable=len(pairs) < 200):
         exemplars = list(p["exemplars"])[: limits.max_exemplars]
         readings = read_pair(exemplars, p["response_a"], p["response_b"])
-        if rejection_sampling and not consistent_with(readings, p["label"]):
+        teacher = p.get("trace")  # a teacher's trace (persrm_core.teacher), already rejection-sampled
+        if rejection_sampling and teacher is None and not consistent_with(readings, p["label"]):
             continue
         msgs = render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"], limits,
                                count_tokens, readings if limits.evidence else None)
-        trace = write_trace(exemplars, p["response_a"], p["response_b"], p["label"], readings=readings)
+        trace = teacher or write_trace(exemplars, p["response_a"], p["response_b"], p["label"], readings=readings)
         rows.append({"prompt": msgs, "completion": [{"role": "assistant", "content": trace}]})
     return rows
 
@@ -181,7 +183,8 @@ def run_fingerprint(stage: str, model_dir, cfg, limits: RenderLimits, train_pair
     """What a work dir's checkpoints were trained from: model, data and the settings that change
     the computation (not `LAUNCH_ONLY_FIELDS`)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in LAUNCH_ONLY_FIELDS}
-    return fingerprint(stage, str(model_dir), settings, limits, [(p["pair_id"], p["label"]) for p in train_pairs])
+    return fingerprint(stage, str(model_dir), settings, limits,
+                       [(p["pair_id"], p["label"], p.get("trace")) for p in train_pairs])
 
 
 def latest_checkpoint(work_dir: Path, fingerprint_: str) -> str | None:

@@ -1,0 +1,67 @@
+"""Teacher distillation: reasoning traces for SFT written by a larger LLM through a generation
+backend (`persrm_core.generation`: vLLM, an OpenAI-compatible server, or transformers).
+
+The teacher reads exactly the judge input the student will read (`templates.teacher_judge`),
+analyses the exemplars' personal factors and ends in the project's judge format. **Rejection
+sampling**: a pair's trace is kept only when the teacher names the labelled response in both
+A/B orders (the pair as given and with A and B swapped), so the student never learns from a
+verdict that a position bias or a guess produced. The keep rate is reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from persrm_core.generation import Backend, GenRequest, SamplingParams, generate_cached
+from persrm_core.judge_format import RenderLimits, parse_verdict
+from persrm_core.templates import TEACHER_JUDGE, render
+
+
+@dataclass
+class TeacherStats:
+    pairs: int = 0
+    kept: int = 0
+    invalid: int = 0  # an order's output did not parse
+    wrong: int = 0  # both parsed, at least one named the other response
+    inconsistent: int = 0  # the two orders disagreed (a position bias)
+
+    @property
+    def keep_rate(self) -> float:
+        return round(self.kept / self.pairs, 4) if self.pairs else 0.0
+
+    def as_dict(self) -> dict:
+        return {"teacher_pairs": self.pairs, "teacher_kept": self.kept, "teacher_keep_rate": self.keep_rate,
+                "teacher_invalid": self.invalid, "teacher_wrong": self.wrong, "teacher_inconsistent": self.inconsistent}
+
+
+def _request(pair: dict, limits: RenderLimits, swapped: bool) -> GenRequest:
+    a, b = (pair["response_b"], pair["response_a"]) if swapped else (pair["response_a"], pair["response_b"])
+    messages = render(TEACHER_JUDGE.name, exemplars=list(pair["exemplars"]), prompt=pair["prompt"],
+                      response_a=a, response_b=b, limits=limits)
+    return GenRequest(messages=tuple(messages), template=TEACHER_JUDGE.id)
+
+
+def teacher_traces(pairs: Sequence[dict], backend: Backend, sampling: SamplingParams, cache_path: str | Path,
+                   limits: RenderLimits, progress: bool = True) -> tuple[list[dict], TeacherStats]:
+    """The pairs (dicts with the Pair fields) whose teacher verdicts match the label in both orders,
+    each with a `trace` key: the teacher's output for the pair as given (rationale, scores,
+    verdict), cleaned of anything after the verdict line. Requests are cached and resumable."""
+    requests = [_request(p, limits, swapped) for p in pairs for swapped in (False, True)]
+    outputs = generate_cached(backend, requests, sampling, cache_path, progress=progress)
+    stats, kept = TeacherStats(pairs=len(pairs)), []
+    for k, pair in enumerate(pairs):
+        first, second = parse_verdict(outputs[2 * k]), parse_verdict(outputs[2 * k + 1])
+        flipped = {"A": "B", "B": "A"}[pair["label"]]
+        if not (first.valid and second.valid):
+            stats.invalid += 1
+        elif first.choice != {"A": "B", "B": "A"}[second.choice]:
+            stats.inconsistent += 1
+        elif first.choice != pair["label"] or second.choice != flipped:
+            stats.wrong += 1
+        else:
+            stats.kept += 1
+            text = f"{first.rationale}\nScores: A={int(first.scores[0])} B={int(first.scores[1])}\nVerdict: [[{first.choice}]]"
+            kept.append({**pair, "trace": text})
+    return kept, stats
