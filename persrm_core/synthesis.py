@@ -113,23 +113,32 @@ def still_perturbed(chosen: str, rejected: str, factors: list[str]) -> list[str]
                                    else chosen != rejected)]
 
 
+def _rank(seed: int, key: str) -> str:
+    return hashlib.sha1(f"{seed}\x00{key}".encode()).hexdigest()
+
+
 def plan_splits(exemplars: list[Exemplar], cfg: SynthesisConfig) -> dict[str, str]:
     """Map text_id -> split. Unseen authors go whole to eval_unseen; seen authors' texts are
-    held out at `eval_fraction` (at least one per author)."""
-    rng = random.Random(cfg.seed)
+    held out at `eval_fraction` (at least one per author).
+
+    Each decision depends only on the author (and the seed), not on who else is in the corpus: the
+    unseen authors are those with the smallest seeded hash of their id, and an author's held-out
+    texts come from the author's own random stream. So adding an author's texts later does not
+    reshuffle anyone else's split (only if the newcomer's hash ranks among the unseen does one
+    unseen author move to the seen ones)."""
     by_author: dict[str, list[str]] = defaultdict(list)
     for ex in exemplars:
         by_author[ex.author_id].append(text_id(ex))
     authors = sorted(by_author)
     n_unseen = min(cfg.unseen_authors, max(len(authors) - 2, 0))
-    unseen = set(rng.sample(authors, n_unseen))
+    unseen = set(sorted(authors, key=lambda a: _rank(cfg.seed, a))[:n_unseen])
     plan: dict[str, str] = {}
     for author in authors:
         ids = sorted(set(by_author[author]))
         if author in unseen:
             plan.update({i: EVAL_UNSEEN for i in ids})
             continue
-        rng.shuffle(ids)
+        random.Random(f"{cfg.seed}:{author}").shuffle(ids)
         n_eval = max(1, round(len(ids) * cfg.eval_fraction)) if len(ids) >= 3 else 0
         plan.update({i: (EVAL_SEEN if k < n_eval else TRAIN) for k, i in enumerate(ids)})
     return plan

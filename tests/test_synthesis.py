@@ -520,3 +520,22 @@ def test_lexicon_swap_pairs_differ_from_the_chosen_text_by_three_or_four_words(c
     assert rows
     for r in rows:
         assert 3 <= len(changed_words(chosen(r), rejected(r))) <= 4
+
+
+def test_adding_an_author_leaves_everyone_elses_splits_and_own_pairs_alone(corpus):
+    """Exemplars arrive per author over time: a newcomer must not reshuffle existing splits, and
+    every existing text's rule and swap pairs stay byte-identical (cross-author negatives may now
+    draw on the newcomer, so they are excluded)."""
+    cfg = SynthesisConfig(seed=7, unseen_authors=1, negatives={"rule_perturbation": 1, "lexicon_swap": 1})
+    newcomer = [Exemplar(author_id="zed", text=e.text.upper()) for e in corpus if e.author_id == corpus[0].author_id]
+    before, after = plan_splits(corpus, cfg), plan_splits(corpus + newcomer, cfg)
+    assert {t: s for t, s in after.items() if t in before} == before
+    own = lambda rows: {r["pair_id"]: (r["response_a"], r["response_b"], r["split"]) for r in rows  # noqa: E731
+                        if r["author_id"] != "zed"}
+    old_pairs = own(build_pairs(corpus, cfg, progress=False))
+    new_pairs = own(build_pairs(corpus + newcomer, cfg, progress=False))
+    same = {k: v for k, v in new_pairs.items() if k in old_pairs}
+    assert same.keys() == old_pairs.keys()
+    # A/B positions are re-balanced over the whole split, so compare the unordered responses
+    assert {k: (frozenset(v[:2]), v[2]) for k, v in same.items()} == {
+        k: (frozenset(v[:2]), v[2]) for k, v in old_pairs.items()}
