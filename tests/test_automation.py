@@ -58,7 +58,7 @@ def _keys(job_name: str) -> set[str]:
 def test_partial_jobs_select_their_assets():
     assert _keys("persrm_data_only") == {"raw_exemplars", "synthetic_pairs", "filtered_corpus"}
     assert _keys("persrm_eval_only") == {"eval_report"}
-    assert len(_keys(FULL)) == 7
+    assert len(_keys(FULL)) == 8  # the six contract assets, base_model, scalar_rm
 
 
 def test_automation_is_registered_and_off_by_default():
