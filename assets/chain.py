@@ -3,6 +3,16 @@ contract path and returns metadata; nothing large travels through IO managers.""
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, PipesSubprocessClient, asset
 
+from assets.configs import (
+    BaseModelConfig,
+    EvalReportConfig,
+    FilteredCorpusConfig,
+    RawExemplarsConfig,
+    RftConfig,
+    ScalarRMConfig,
+    SftConfig,
+    SyntheticPairsConfig,
+)
 from assets.resources import GenerationBackend, PersrmConfig
 from persrm_core import pipeline
 from persrm_core.launch import dagster_pipes
@@ -27,8 +37,8 @@ def _checkpoint_result(out: dict, curve_key: str) -> MaterializeResult:
 
 @asset(group_name=GROUP, description="Validated exemplars from data/raw (any supported input format).",
        kinds={"python"})
-def raw_exemplars(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
-    s = persrm.settings()
+def raw_exemplars(context: AssetExecutionContext, config: RawExemplarsConfig, persrm: PersrmConfig) -> MaterializeResult:
+    s = config.apply(persrm.settings())
     with artifact_lock(s.paths.exemplars):
         out = redact(pipeline.raw_exemplars(s))
     context.log.info(f"{out['texts']} texts by {out['authors']} authors from {s.paths.raw}")
@@ -39,9 +49,9 @@ def raw_exemplars(context: AssetExecutionContext, persrm: PersrmConfig) -> Mater
 
 @asset(group_name=GROUP, deps=[raw_exemplars], kinds={"python", "parquet"},
        description="Synthetic preference pairs: the author's continuation vs cross-author and rule-perturbed negatives.")
-def synthetic_pairs(context: AssetExecutionContext, persrm: PersrmConfig,
+def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig, persrm: PersrmConfig,
                     generation: GenerationBackend) -> MaterializeResult:
-    s = generation.apply(persrm.settings())
+    s = config.apply(generation.apply(persrm.settings()))
     with artifact_lock(s.paths.pairs):
         out = redact(pipeline.synthetic_pairs(s, progress=persrm.progress))
     return MaterializeResult(metadata={
@@ -53,8 +63,8 @@ def synthetic_pairs(context: AssetExecutionContext, persrm: PersrmConfig,
 
 @asset(group_name=GROUP, deps=[synthetic_pairs], kinds={"duckdb", "polars", "parquet"},
        description="Quality-gated pairs split into train and eval (unseen texts, unseen authors) with no shared text.")
-def filtered_corpus(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
-    s = persrm.settings()
+def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig, persrm: PersrmConfig) -> MaterializeResult:
+    s = config.apply(persrm.settings())
     with artifact_lock(s.paths.corpus):
         out = redact(pipeline.filtered_corpus(s))
     splits = [{"split": k, **v} for k, v in out["splits"].items()]
@@ -67,8 +77,8 @@ def filtered_corpus(context: AssetExecutionContext, persrm: PersrmConfig) -> Mat
 
 @asset(group_name=GROUP, deps=[filtered_corpus], kinds={"pytorch"},
        description="The base LM: `tiny` (tokenizer trained on train text + random Qwen2) or a hub id/path.")
-def base_model(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
-    s = persrm.settings()
+def base_model(context: AssetExecutionContext, config: BaseModelConfig, persrm: PersrmConfig) -> MaterializeResult:
+    s = config.apply(persrm.settings())
     with artifact_lock(s.paths.base_model):
         out = redact(pipeline.base_model(s))
     return MaterializeResult(metadata={k: v for k, v in out.items()})
@@ -76,8 +86,8 @@ def base_model(context: AssetExecutionContext, persrm: PersrmConfig) -> Material
 
 @asset(group_name=GROUP, deps=[filtered_corpus, base_model], kinds={"pytorch"},
        description="TRL SFT of the judge on offline-written reasoning traces (loss on the completion only).")
-def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
-    s = persrm.settings()
+def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, persrm: PersrmConfig) -> MaterializeResult:
+    s = config.apply(persrm.settings())
     with artifact_lock(s.paths.sft), dagster_pipes(context, PipesSubprocessClient()):
         out = redact(pipeline.sft_checkpoint(s))
     return _checkpoint_result(out, "loss")
@@ -85,8 +95,8 @@ def sft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> Mate
 
 @asset(group_name=GROUP, deps=[sft_checkpoint], kinds={"pytorch"},
        description="TRL GRPO from the SFT checkpoint with the verifiable verdict reward.")
-def rft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
-    s = persrm.settings()
+def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, persrm: PersrmConfig) -> MaterializeResult:
+    s = config.apply(persrm.settings())
     with artifact_lock(s.paths.rft), dagster_pipes(context, PipesSubprocessClient()):
         out = redact(pipeline.rft_checkpoint(s))
     return _checkpoint_result(out, "reward")
@@ -94,8 +104,8 @@ def rft_checkpoint(context: AssetExecutionContext, persrm: PersrmConfig) -> Mate
 
 @asset(group_name=GROUP, deps=[filtered_corpus, base_model], kinds={"pytorch"},
        description="Baseline: a scalar Bradley-Terry reward model (TRL RewardTrainer) on the same train split.")
-def scalar_rm(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
-    s = persrm.settings()
+def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, persrm: PersrmConfig) -> MaterializeResult:
+    s = config.apply(persrm.settings())
     with artifact_lock(s.paths.scalar_rm):
         out = redact(pipeline.scalar_rm(s))
     return _checkpoint_result(out, "loss")
@@ -104,11 +114,11 @@ def scalar_rm(context: AssetExecutionContext, persrm: PersrmConfig) -> Materiali
 @asset(group_name=GROUP, deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus, scalar_rm],
        kinds={"python"},
        description="Base, SFT, RFT and baselines judged on the eval split: metrics.json, report.md, report.html.")
-def eval_report(context: AssetExecutionContext, persrm: PersrmConfig) -> MaterializeResult:
+def eval_report(context: AssetExecutionContext, config: EvalReportConfig, persrm: PersrmConfig) -> MaterializeResult:
     import base64
     from pathlib import Path
 
-    s = persrm.settings()
+    s = config.apply(persrm.settings())
     with artifact_lock(s.paths.report):
         out = redact(pipeline.eval_report(s))
     judges = out["metrics"]["judges"]

@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
         j.add_argument("--batch-size", type=int, default=None)
         j.add_argument("--max-new-tokens", type=int, default=None)
         j.add_argument("--seed", type=int, default=0)
+        j.add_argument("--engine", choices=["transformers", "vllm"], default=None,
+                       help="generation engine for --model (default: the profile's eval.engine; vllm needs a GPU)")
     return p
 
 
@@ -53,7 +55,8 @@ def _gen(args, s):
     from persrm_core.judge import GenerationSettings
 
     return GenerationSettings(batch_size=args.batch_size or s.eval.batch_size,
-                              max_new_tokens=args.max_new_tokens or s.eval.max_new_tokens)
+                              max_new_tokens=args.max_new_tokens or s.eval.max_new_tokens,
+                              engine=args.engine or s.eval.engine)
 
 
 def _judge(args, pairs, s) -> list[dict]:

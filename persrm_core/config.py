@@ -74,6 +74,7 @@ class EvalSettings:
     baselines: list[str] = field(default_factory=lambda: ["random", "length"])
     batch_size: int = 16
     max_new_tokens: int = 96
+    engine: str = "transformers"  # transformers | vllm (where installed; the gpu profile)
     examples: int = 4
     exemplar_count_judges: list[str] = field(default_factory=lambda: ["rft", "stylometric", "ngram"])
     real_authors: RealAuthorsSettings = field(default_factory=RealAuthorsSettings)

@@ -36,6 +36,7 @@ class GenerationSettings:
     max_new_tokens: int = 96
     do_sample: bool = False  # deterministic (greedy) decoding by default
     temperature: float = 1.0
+    engine: str = "transformers"  # transformers (batched generate, CPU or GPU) | vllm (GPU; the `gpu` extra)
 
 
 class ModelJudge:
@@ -49,11 +50,22 @@ class ModelJudge:
         from persrm_core.model import load_model, load_tokenizer
 
         self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
-        self.model = load_model(model_dir, dtype, trust_remote_code).eval()
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.model.to(self.device)
-        self.limits, self.gen = limits, gen
-        max_ctx = getattr(self.model.config, "max_position_embeddings", 2048)
+        self.limits, self.gen, self.engine = limits, gen, None
+        if gen.engine == "vllm":
+            from transformers import AutoConfig
+
+            from persrm_core.generation import VLLMBackend
+
+            self.engine = VLLMBackend(str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code)
+            config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
+        elif gen.engine == "transformers":
+            self.model = load_model(model_dir, dtype, trust_remote_code).eval()
+            self.device = "cuda" if torch.cuda.is_available() else "cpu"
+            self.model.to(self.device)
+            config = self.model.config
+        else:
+            raise ValueError(f"unknown judging engine {gen.engine!r} (transformers or vllm)")
+        max_ctx = getattr(config, "max_position_embeddings", 2048)
         budget = max_ctx - gen.max_new_tokens
         if limits.max_prompt_tokens is None or limits.max_prompt_tokens > budget:
             self.limits = dataclasses.replace(limits, max_prompt_tokens=budget)
@@ -65,9 +77,16 @@ class ModelJudge:
     def generate(self, pairs: Sequence[Pair], desc: str = "judging") -> list[str]:
         import torch
 
-        prompts = [self.tokenizer.apply_chat_template(
-            render_messages(p.exemplars, p.prompt, p.response_a, p.response_b, self.limits, self._count),
-            add_generation_prompt=True, tokenize=False) for p in pairs]
+        messages = [render_messages(p.exemplars, p.prompt, p.response_a, p.response_b, self.limits, self._count)
+                    for p in pairs]
+        if self.engine is not None:  # vLLM batches and schedules the whole list itself
+            from persrm_core.generation import GenRequest, SamplingParams
+
+            params = SamplingParams(temperature=self.gen.temperature if self.gen.do_sample else 0.0, top_p=1.0,
+                                    max_tokens=self.gen.max_new_tokens)
+            return self.engine.generate([GenRequest(tuple(m), "judge") for m in messages], params)
+        prompts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
+                   for m in messages]
         outputs: list[str] = []
         bs = self.gen.batch_size
         for start in tqdm(range(0, len(prompts), bs), desc=desc, unit="batch"):

@@ -257,7 +257,8 @@ def eval_report(s: Settings) -> dict:
 
     pairs, splits = eval_pairs(s)
     real, real_skipped = real_author_eval_pairs(s)
-    gen = GenerationSettings(batch_size=s.eval.batch_size, max_new_tokens=s.eval.max_new_tokens)
+    gen = GenerationSettings(batch_size=s.eval.batch_size, max_new_tokens=s.eval.max_new_tokens,
+                             engine=s.eval.engine)
     judgments: dict[str, list[dict]] = {}
     real_judgments: dict[str, list[dict]] = {}
     models = {"base": base_model_ref(s), "sft": str(s.paths.sft), "rft": str(s.paths.rft)}

@@ -102,3 +102,20 @@ def test_evaluate_writes_metrics_and_report(smoke_root, tmp_path):
     assert metrics["judges"]["model"]["n"] == 6
     assert metrics["judges"]["model"]["position_consistency"] is not None
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
+
+
+def test_judge_with_vllm_engine_names_the_gpu_extra_when_vllm_is_missing(tmp_path):
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vllm is installed here")
+    from persrm_core.judge import GenerationSettings, ModelJudge
+    from persrm_core.model import TinyModelConfig, build_tiny
+
+    build_tiny(["a few words to train a tokenizer on"] * 20, tmp_path / "m",
+               TinyModelConfig(vocab_size=300, hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
+                               intermediate_size=32, max_positions=256))
+    with pytest.raises(RuntimeError, match=r"\.\[gpu\]"):
+        ModelJudge(str(tmp_path / "m"), gen=GenerationSettings(engine="vllm"))
