@@ -301,10 +301,17 @@ def main(argv: list[str] | None = None) -> int:
                 r = isolated("stage", stage=stage, params=str(Path(tmp) / "params.yaml"))
                 rows.append({"stage": stage, "seconds": round(r["seconds"], 1), "peak RSS (MB)": r["peak_rss_mb"]})
                 progress(f"  {stage}: {r['seconds']:.1f} s")
+            metrics = json.loads((Path(tmp) / "data" / "reports" / "eval" / "metrics.json").read_text())
         total = sum(r["seconds"] for r in rows)
         lines += [f"### Demo stages ({'smoke' if args.quick else 'default'} profile, one run each, real-author "
                   f"eval off; `persrm run --select STAGE` in a fresh process, so each includes ~5 s of imports)", "",
-                  *table(rows + [{"stage": "total", "seconds": round(total, 1), "peak RSS (MB)": ""}])]
+                  *table(rows + [{"stage": "total", "seconds": round(total, 1), "peak RSS (MB)": ""}]),
+                  f"What that run's judges reached on its eval split ({metrics['settings']['eval_pairs']} pairs, "
+                  "both orders; accuracy counts an invalid verdict as wrong):", "",
+                  *table([{"judge": n, "accuracy": m["accuracy"], "95% CI": m["accuracy_ci95"],
+                           "format-valid": m["format_valid_rate"], "position consistency": m["position_consistency"],
+                           **{f"acc. {t}": a for t, a in m["by_negative_type"].items()}}
+                          for n, m in metrics["judges"].items()])]
 
     progress("synthesis")
     syn_rows, sources = [], {}

@@ -37,7 +37,7 @@ def test_pairs_have_contract_columns_and_balanced_labels(smoke_root):
         assert col in pairs.columns
     assert set(pairs["label"]) == {"A", "B"}
     assert abs(float((pairs["label"] == "A").mean()) - 0.5) <= 0.02
-    assert set(pairs["negative_type"]) == {"cross_author", "rule_perturbation"}
+    assert set(pairs["negative_type"]) == {"cross_author", "rule_perturbation", "lexicon_swap"}
 
 
 def test_eval_split_has_seen_and_unseen_authors_absent_from_train(smoke_root):
@@ -57,9 +57,14 @@ def test_metrics_json_reports_every_judge(smoke_root):
         assert 0.0 <= m["accuracy"] <= 1.0
         assert 0.0 <= m["format_valid_rate"] <= 1.0
         assert m["n"] == metrics["settings"]["eval_pairs"] > 0
-        assert set(m["by_negative_type"]) <= {"cross_author", "rule_perturbation"}
+        assert set(m["by_negative_type"]) <= {"cross_author", "rule_perturbation", "lexicon_swap"}
     # the length baseline is decided for every pair whose responses differ in length
     assert judges["length"]["format_valid_rate"] > 0.5
+    assert "scalar_rm" in judges and judges["scalar_rm"]["position_consistency"] == 1.0
+    counts = metrics["by_exemplar_count"]
+    assert set(counts) == {"rft", "stylometric", "ngram"} and all(set(c) == {"1", "2", "3"} for c in counts.values())
+    for name in ("accuracy", "by_exemplar_count", "sft_curve", "rft_curve"):
+        assert json.loads((smoke_root / f"data/reports/eval/plots/{name}.json").read_text())
 
 
 def test_sft_and_rft_change_the_weights(smoke_root):
