@@ -59,5 +59,10 @@ ui-check: install
 repro: install
 	$(DVC) repro
 
+# Measure stage times, synthesis/filter throughput at 10k-1M pairs, training tokens/s and judging
+# pairs/s; appends a dated section to BENCHMARKS.md (about 15 minutes; BENCH_ARGS=--full adds 1M-pair synthesis).
+bench: install
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+
 clean-data:
 	rm -rf data/exemplars data/pairs data/corpus data/models data/reports
