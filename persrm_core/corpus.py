@@ -83,26 +83,43 @@ def _chosen_rejected(df: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
     return chosen, rejected
 
 
+def swap_counts(chosen: pl.Series, rejected: pl.Series) -> pl.Series:
+    """Words substituted between two texts at the same positions, vectorised: null where the texts
+    differ by more than substitutions (a different whitespace layout or word count). The same
+    rule as `persrm_core.swap.changed_words`."""
+    layout = lambda s: s.str.replace_all(r"\S+", "x")  # noqa: E731  whitespace skeleton
+    same_layout = layout(chosen) == layout(rejected)
+    frame = pl.DataFrame({"a": chosen.str.split(" "), "b": rejected.str.split(" ")}).with_row_index("i")
+    flat = frame.explode("a", "b") if bool((frame["a"].list.len() == frame["b"].list.len()).all()) else None
+    if flat is None:  # some rows differ in word count: compare those as null, explode the rest
+        ok_len = frame["a"].list.len() == frame["b"].list.len()
+        flat = frame.filter(ok_len).explode("a", "b")
+    diffs = flat.group_by("i").agg((pl.col("a") != pl.col("b")).sum().alias("n"))
+    counts = frame.select("i").join(diffs, on="i", how="left")["n"]
+    return pl.select(pl.when(same_layout).then(counts).otherwise(None)).to_series()
+
+
 def drop_non_negatives(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
     """Negatives that are not really different: a free-text negative (another author's text, an
     LLM continuation) whose word 3-grams nearly equal the chosen response's, and a word swap that
     did not change exactly 3-4 words and nothing else (a "swap" that changed nothing)."""
     from persrm_core.neardup import rowwise_similarity
-    from persrm_core.swap import changed_words
 
     if df.height == 0:
         return df
-    chosen, rejected = _chosen_rejected(df)
-    sim = rowwise_similarity(chosen, rejected, normalize=False).fill_null(0.0)
     types = df["negative_type"].fill_null("")
     free = ~types.is_in(list(EDITS + SWAPS))
     swap = types.is_in(list(SWAPS))
-    swap_ok = pl.Series([True] * df.height)
+    bad = pl.Series([False] * df.height)
+    if free.any():
+        chosen, rejected = _chosen_rejected(df.filter(free))
+        sim = rowwise_similarity(chosen, rejected, normalize=False).fill_null(0.0)
+        bad = bad.scatter(free.arg_true(), sim >= cfg.near_duplicate)
     if swap.any():
-        idx = swap.arg_true().to_list()
-        ok = [(c := changed_words(chosen[i], rejected[i])) is not None and 3 <= len(c) <= 4 for i in idx]
-        swap_ok = swap_ok.scatter(idx, ok)
-    return df.filter(~((free & (sim >= cfg.near_duplicate)) | (swap & ~swap_ok)))
+        chosen, rejected = _chosen_rejected(df.filter(swap))
+        n = swap_counts(chosen, rejected)
+        bad = bad.scatter(swap.arg_true(), ~(n.is_between(3, 4).fill_null(False)))
+    return df.filter(~bad)
 
 
 def drop_near_duplicate_texts(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
@@ -113,11 +130,13 @@ def drop_near_duplicate_texts(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFra
 
     if df.height == 0:
         return df
-    chosen, _ = _chosen_rejected(df)
+    firsts = df.select("split", "chosen_source", "label", "response_a", "response_b").unique(
+        "chosen_source", keep="first", maintain_order=True)  # one row per source text
+    chosen, _ = _chosen_rejected(firsts)
     keep: list[str] = []
-    sources = pl.DataFrame({"split": df["split"], "src": df["chosen_source"], "text": chosen})
+    sources = pl.DataFrame({"split": firsts["split"], "src": firsts["chosen_source"], "text": chosen})
     for _, part in sources.group_by("split"):  # across splits, drop_near_duplicate_leakage decides
-        texts = part.unique("src", keep="first").sort("src")
+        texts = part.sort("src")
         cluster = near_duplicate_clusters(texts["text"], threshold=cfg.near_duplicate)
         keep += texts["src"].filter(pl.Series(cluster == np.arange(len(cluster)))).to_list()
     return df.filter(pl.col("chosen_source").is_in(keep))
@@ -132,12 +151,14 @@ def drop_near_duplicate_leakage(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataF
     evals = df.filter(pl.col("split") != TRAIN)
     if train.height == 0 or evals.height == 0:
         return df
-    eval_texts = pl.concat([evals["response_a"], evals["response_b"]]).unique()
-    tc, tr = _chosen_rejected(train)
-    leaky = (cross_near_duplicates(tc, eval_texts, threshold=cfg.near_duplicate)
-             | cross_near_duplicates(tr, eval_texts, threshold=cfg.near_duplicate))
-    bad = set(train["pair_id"].filter(pl.Series(leaky)).to_list())
-    return df.filter(~pl.col("pair_id").is_in(list(bad))) if bad else df
+    eval_texts = pl.concat([evals["response_a"], evals["response_b"]]).unique(maintain_order=True)
+    # Each distinct train text once (a text is the chosen response of several pairs).
+    train_texts = pl.concat([train["response_a"], train["response_b"]]).unique(maintain_order=True)
+    near = train_texts.filter(pl.Series(cross_near_duplicates(train_texts, eval_texts, threshold=cfg.near_duplicate)))
+    if near.len() == 0:
+        return df
+    bad = train.filter(pl.col("response_a").is_in(near.implode()) | pl.col("response_b").is_in(near.implode()))
+    return df.filter(~pl.col("pair_id").is_in(bad["pair_id"].implode()))
 
 
 def _sql(query: str, df: pl.DataFrame) -> pl.DataFrame:
@@ -151,14 +172,13 @@ def _sql(query: str, df: pl.DataFrame) -> pl.DataFrame:
 
 
 def drop_exact_duplicates(df: pl.DataFrame) -> pl.DataFrame:
-    """Keep the first of pairs with the same prompt and the same two responses (in either order)."""
-    return _sql("""
-        SELECT * EXCLUDE (k) FROM (
-          SELECT *, md5(prompt || chr(0) || least(response_a, response_b) || chr(0)
-                        || greatest(response_a, response_b)) AS k FROM df)
-        QUALIFY row_number() OVER (PARTITION BY k ORDER BY pair_id) = 1
-        ORDER BY pair_id
-    """, df)
+    """Keep the first (by pair_id) of pairs with the same prompt and the same two responses, in
+    either order. Compared by 64-bit hashes of each text (no concatenated copies of the texts, so
+    1M pairs fit in memory); a false match needs two 64-bit collisions at once."""
+    a, b = pl.col("response_a").hash(), pl.col("response_b").hash()
+    key = pl.struct(pl.col("prompt").hash().alias("p"), pl.min_horizontal(a, b).alias("lo"),
+                    pl.max_horizontal(a, b).alias("hi"))
+    return df.sort("pair_id").filter(key.is_first_distinct())
 
 
 def drop_length_outliers(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
@@ -172,8 +192,8 @@ def drop_length_outliers(df: pl.DataFrame, cfg: FilterConfig) -> pl.DataFrame:
 
 def drop_leakage(df: pl.DataFrame) -> pl.DataFrame:
     """Drop train pairs that use any text an eval pair's responses come from, and train pairs of
-    authors reserved as unseen."""
-    return _sql(f"""
+    authors reserved as unseen (a DuckDB join over the id columns only)."""
+    leaky = _sql(f"""
         WITH eval_texts AS (
           SELECT chosen_source AS tid FROM df WHERE split <> '{TRAIN}'
           UNION SELECT negative_source FROM df WHERE split <> '{TRAIN}' AND negative_source IS NOT NULL),
@@ -181,13 +201,11 @@ def drop_leakage(df: pl.DataFrame) -> pl.DataFrame:
         train_texts AS (
           SELECT pair_id, chosen_source AS tid FROM df WHERE split = '{TRAIN}'
           UNION ALL SELECT pair_id, negative_source FROM df WHERE split = '{TRAIN}'
-          UNION ALL SELECT pair_id, unnest(exemplar_sources) FROM df WHERE split = '{TRAIN}'),
-        leaky AS (SELECT DISTINCT pair_id FROM train_texts JOIN eval_texts USING (tid))
-        SELECT * FROM df
-        WHERE NOT (split = '{TRAIN}' AND (pair_id IN (SELECT pair_id FROM leaky)
-                                          OR author_id IN (SELECT author_id FROM unseen)))
-        ORDER BY pair_id
-    """, df)
+          UNION ALL SELECT pair_id, unnest(exemplar_sources) FROM df WHERE split = '{TRAIN}')
+        SELECT DISTINCT pair_id FROM train_texts JOIN eval_texts USING (tid)
+        UNION SELECT pair_id FROM df WHERE split = '{TRAIN}' AND author_id IN (SELECT author_id FROM unseen)
+    """, df.select("pair_id", "split", "author_id", "chosen_source", "negative_source", "exemplar_sources"))
+    return df.filter(~pl.col("pair_id").is_in(leaky["pair_id"].implode())).sort("pair_id")
 
 
 def rebalance_labels(df: pl.DataFrame, cfg: FilterConfig, by: tuple[str, ...] = ("split",)) -> pl.DataFrame:

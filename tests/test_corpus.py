@@ -285,3 +285,23 @@ def test_check_no_leakage_reports_shared_texts_and_unseen_authors():
     assert len(problems) == 2
     assert problems[0].startswith("2 eval response text(s) also appear in train")
     assert "['ursula']" in problems[1]
+
+
+def test_vectorised_swap_counts_agree_with_changed_words():
+    import random
+
+    from persrm_core.corpus import swap_counts
+    from persrm_core.swap import changed_words, minimal_swap
+
+    rng = random.Random(3)
+    base = ["The company said profits rose sharply, and the big firm was happy.",
+            "i think the small shop sold many old books  last week.\nit was quick.",
+            "Analysts said the market fell quickly after the large deal."]
+    a, b = [], []
+    for text in base * 20:
+        made = minimal_swap(text, rng)
+        a.append(text)
+        b.append(made[0] if made and rng.random() < 0.6 else rng.choice([text, text + " extra", text.replace(" ", "  ", 1)]))
+    got = swap_counts(pl.Series(a), pl.Series(b)).to_list()
+    want = [None if (c := changed_words(x, y)) is None else len(c) for x, y in zip(a, b)]
+    assert got == want and any(w in (3, 4) for w in want) and None in want and 0 in want
