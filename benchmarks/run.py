@@ -343,8 +343,9 @@ def main(argv: list[str] | None = None) -> int:
             syn_rows.append(row)
             progress(f"  {row}")
         lines += ["### Offline synthesis (cross-author + rule perturbation + lexicon swap, one each per text)",
-                  "", "Pairs built by `build_pairs` from generated authors (the bundled authors' sentences "
-                  "re-ordered); corpus generation is not timed. Target: 100k pairs a minute.", "",
+                  "", "Pairs built by `build_pairs` from generated authors (each writing in one bundled author's "
+                  "habits, half the words drawn at random from the sample's vocabulary: `scaled_exemplars`); "
+                  "corpus generation is not timed. Target: 100k pairs a minute.", "",
                   *table(syn_rows)]
 
         progress("filtering")

@@ -143,3 +143,38 @@ def test_every_asset_takes_a_typed_config_that_defaults_to_params():
     assert configs.SyntheticPairsConfig(workers=2).apply(s).synthesis.workers == 2
     for a in ALL_ASSETS:
         assert a.op.config_schema is not None, a.key
+
+
+
+def _write_corpus(root, train: pl.DataFrame, evals: pl.DataFrame) -> dict:
+    train.write_parquet(root / "data/corpus/train.parquet")
+    evals.write_parquet(root / "data/corpus/eval.parquet")
+    return {"rules": [], "splits": {k: {"pairs": 1, "authors": 1, "label_A_share": 0.5}
+                                    for k in ("train", "eval_seen", "eval_unseen")},
+            "stats": corpus_stats(train)}
+
+
+@pytest.mark.parametrize("breakage,failed", [
+    ("all_train_labels_A", "corpus_labels_balanced"),
+    ("no_unseen_eval", "corpus_not_empty"),
+    ("label_column_dropped", "corpus_schema"),
+])
+def test_each_blocking_check_fails_on_its_bad_corpus(root, monkeypatch, breakage, failed):
+    train0 = pl.read_parquet(root / "data/corpus/train.parquet")
+    eval0 = pl.read_parquet(root / "data/corpus/eval.parquet")
+
+    def broken(s):
+        train, evals = train0, eval0
+        if breakage == "all_train_labels_A":
+            train = train.with_columns(label=pl.lit("A"))
+        elif breakage == "no_unseen_eval":
+            evals = evals.filter(pl.col("split") != "eval_unseen")
+        else:
+            train, evals = train.drop("label"), evals.drop("label")
+        return _write_corpus(root, train, evals)
+
+    monkeypatch.setattr(pipeline, "filtered_corpus", broken)
+    _run.instance = DagsterInstance.ephemeral()
+    result = _run(root, ["filtered_corpus", "base_model"])
+    assert _checks(result)[failed] is False
+    assert "base_model" not in _materialized(result)
