@@ -65,6 +65,9 @@ def test_metrics_json_reports_every_judge(smoke_root):
     assert set(counts) == {"rft", "stylometric", "ngram"} and all(set(c) == {"1", "2", "3"} for c in counts.values())
     for name in ("accuracy", "by_exemplar_count", "sft_curve", "rft_curve"):
         assert json.loads((smoke_root / f"data/reports/eval/plots/{name}.json").read_text())
+    rft = json.loads((smoke_root / "data/reports/eval/plots/rft_curve.json").read_text())
+    assert {"reward", "rewards_verdict_correct_mean", "rewards_verdict_invalid_mean",
+            "completions_mean_length"} <= set(rft[-1])
 
 
 def test_sft_and_rft_change_the_weights(smoke_root):
