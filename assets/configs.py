@@ -24,11 +24,8 @@ class _Overrides(Config):
         return dataclasses.replace(s, **{self._section: dataclasses.replace(section, **over)})
 
 
-class RawExemplarsConfig(Config):
+class RawExemplarsConfig(_Overrides):
     """raw_exemplars has no per-run settings beyond the resource's profile and data root."""
-
-    def apply(self, s: Settings) -> Settings:
-        return s
 
 
 class SyntheticPairsConfig(_Overrides):
@@ -43,8 +40,8 @@ class FilteredCorpusConfig(_Overrides):
     max_length_ratio: Optional[float] = Field(default=None, description="filter.max_length_ratio")
 
 
-class BaseModelConfig(RawExemplarsConfig):
-    """base_model's settings are the profile's `base_model` section."""
+class BaseModelConfig(_Overrides):
+    """base_model's settings are the profile's `base_model` section; nothing to override per run."""
 
 
 class SftConfig(_Overrides):

@@ -90,10 +90,8 @@ def swap_counts(chosen: pl.Series, rejected: pl.Series) -> pl.Series:
     layout = lambda s: s.str.replace_all(r"\S+", "x")  # noqa: E731  whitespace skeleton
     same_layout = layout(chosen) == layout(rejected)
     frame = pl.DataFrame({"a": chosen.str.split(" "), "b": rejected.str.split(" ")}).with_row_index("i")
-    flat = frame.explode("a", "b") if bool((frame["a"].list.len() == frame["b"].list.len()).all()) else None
-    if flat is None:  # some rows differ in word count: compare those as null, explode the rest
-        ok_len = frame["a"].list.len() == frame["b"].list.len()
-        flat = frame.filter(ok_len).explode("a", "b")
+    # rows with a different word count stay out of the join below, so their count is null
+    flat = frame.filter(pl.col("a").list.len() == pl.col("b").list.len()).explode("a", "b")
     diffs = flat.group_by("i").agg((pl.col("a") != pl.col("b")).sum().alias("n"))
     counts = frame.select("i").join(diffs, on="i", how="left")["n"]
     return pl.select(pl.when(same_layout).then(counts).otherwise(None)).to_series()

@@ -32,10 +32,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from persrm_core.generation import Backend, GenRequest, SamplingParams, generate_cached
-from persrm_core.synthesis import Task
+from persrm_core.synthesis import LLM_STRATEGIES, Task
 from persrm_core.templates import STYLE_HINTS, TEMPLATES, render
 
-LLM_STRATEGIES = ("style_imitation", "random_style", "minimal_word_swap")
 DROP_REASONS = ("empty", "identical", "copies_exemplar", "not_word_swap", "swap_count", "duplicate")
 COPY_NGRAM = 8
 MAX_COPY_SHARE = 0.2
@@ -86,13 +85,12 @@ def copy_share(output: str, exemplar: str, n: int = COPY_NGRAM) -> float:
 
 
 def changed_words(a: str, b: str) -> list[tuple[str, str]] | None:
-    """The (old, new) words at the positions where `b` differs from `a`, comparing whitespace-split
-    words; None unless the two have the same number of words (so the only possible difference is
-    same-position substitution). Whitespace itself is not compared."""
-    wa, wb = a.split(), b.split()
-    if len(wa) != len(wb):
-        return None
-    return [(x, y) for x, y in zip(wa, wb) if x != y]
+    """The (old, new) words at the positions where `b` differs from `a`; None unless the two have
+    the same number of words. Whitespace itself is not compared (an LLM reflows it freely): the
+    rule of `persrm_core.swap.changed_words` on whitespace-normalised texts."""
+    from persrm_core.swap import changed_words as same_layout_changes
+
+    return same_layout_changes(" ".join(a.split()), " ".join(b.split()))
 
 
 def _is_word_swap(old: str, new: str) -> bool:

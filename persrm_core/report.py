@@ -85,11 +85,26 @@ def real_author_sentences(metrics: dict) -> list[str]:
     return out
 
 
-def _plot_judge_bars(judges: dict, path: Path, title: str) -> Path:
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (no display on a server)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path, tight: bool = True) -> Path:
+    if tight:
+        fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _pyplot().close(fig)
+    return path
+
+
+def _plot_judge_bars(judges: dict, path: Path, title: str) -> Path:
+    plt = _pyplot()
 
     names = list(judges)
     acc = [judges[n]["accuracy"] for n in names]
@@ -102,10 +117,7 @@ def _plot_judge_bars(judges: dict, path: Path, title: str) -> Path:
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy (invalid = wrong)")
     ax.set_title(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_accuracy(metrics: dict, path: Path) -> Path:
@@ -119,25 +131,17 @@ def plot_real_authors(metrics: dict, path: Path) -> Path:
         return _plot_judge_bars(ra["judges"], path, "Real authors: accuracy per judge, 95% bootstrap interval")
     import textwrap
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 1.6))
     ax.axis("off")
     reason = textwrap.fill(f"Real-authors evaluation skipped: {ra.get('skipped', 'not run')}", 80)
     ax.text(0.5, 0.5, reason, ha="center", va="center", fontsize=9, wrap=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, tight=False)
 
 
 def plot_by_type(metrics: dict, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     names = list(metrics["judges"])
     types = sorted({t for m in metrics["judges"].values() for t in m["by_negative_type"]})
@@ -151,10 +155,7 @@ def plot_by_type(metrics: dict, path: Path) -> Path:
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title("Accuracy by negative type")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_by_exemplar_count(metrics: dict, path: Path) -> Path | None:
@@ -162,10 +163,7 @@ def plot_by_exemplar_count(metrics: dict, path: Path) -> Path | None:
     by_count = metrics.get("by_exemplar_count") or {}
     if not by_count:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for name, accs in by_count.items():
@@ -178,10 +176,7 @@ def plot_by_exemplar_count(metrics: dict, path: Path) -> Path | None:
     ax.set_ylabel("accuracy")
     ax.legend(fontsize=8)
     ax.set_title("Accuracy by number of exemplars")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_data(metrics: dict, curves: dict[str, list[dict]]) -> dict[str, list[dict]]:
@@ -200,10 +195,7 @@ def plot_data(metrics: dict, curves: dict[str, list[dict]]) -> dict[str, list[di
 
 
 def plot_curves(curves: dict[str, list[dict]], path: Path) -> Path | None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     panels = [("sft", "loss", "SFT loss"), ("sft", "mean_token_accuracy", "SFT token accuracy"),
               ("rft", "reward", "RFT mean reward"), ("rft", "rewards/verdict_correct/mean", "RFT rollout accuracy"),
@@ -222,10 +214,7 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> Path | None:
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".")
         ax.set_title(title)
         ax.set_xlabel("step")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict]],

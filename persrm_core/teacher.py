@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from persrm_core.generation import Backend, GenRequest, SamplingParams, generate_cached
+from persrm_core.judge import _flip
 from persrm_core.judge_format import RenderLimits, parse_verdict
 from persrm_core.templates import TEACHER_JUDGE, render
 
@@ -53,12 +54,11 @@ def teacher_traces(pairs: Sequence[dict], backend: Backend, sampling: SamplingPa
     stats, kept = TeacherStats(pairs=len(pairs)), []
     for k, pair in enumerate(pairs):
         first, second = parse_verdict(outputs[2 * k]), parse_verdict(outputs[2 * k + 1])
-        flipped = {"A": "B", "B": "A"}[pair["label"]]
         if not (first.valid and second.valid):
             stats.invalid += 1
-        elif first.choice != {"A": "B", "B": "A"}[second.choice]:
+        elif first.choice != _flip(second.choice):
             stats.inconsistent += 1
-        elif first.choice != pair["label"] or second.choice != flipped:
+        elif first.choice != pair["label"]:  # (consistent, so the swapped order was wrong too)
             stats.wrong += 1
         else:
             stats.kept += 1

@@ -289,17 +289,24 @@ def _in_process(cfg: TrainConfig | GRPOSettings, callbacks: list | None) -> bool
     return False
 
 
+def _launch_or_run(stage: str, run, model_dir, train_pairs: list[dict], out_dir, cfg, limits: RenderLimits,
+                   work_dir, callbacks: list | None) -> list[dict]:
+    """Where `cfg.launcher` says: a job for the `accelerate launch` child, or `run` in this
+    process in the fingerprinted work dir, resuming from its newest checkpoint."""
+    if not _in_process(cfg, callbacks):
+        from persrm_core.launch import run_stage
+
+        return run_stage(stage, model_dir, train_pairs, out_dir, cfg, limits, work_dir)
+    work, resume = _work_and_resume(stage, model_dir, cfg, limits, train_pairs, out_dir, work_dir)
+    return run(model_dir, train_pairs, out_dir, cfg, limits, work, resume, callbacks)
+
+
 def train_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: TrainConfig,
               limits: RenderLimits, work_dir: str | Path | None = None, callbacks: list | None = None) -> list[dict]:
     """TRL SFTTrainer on (judge input -> rationale + verdict), loss on the completion only.
     Checkpoints go to `work_dir` every `save_steps`; a call after a crash (or a killed training
     process) resumes there. Runs where `cfg.launcher` says; returns the training log."""
-    if not _in_process(cfg, callbacks):
-        from persrm_core.launch import run_stage
-
-        return run_stage("sft", model_dir, train_pairs, out_dir, cfg, limits, work_dir)
-    work, resume = _work_and_resume("sft", model_dir, cfg, limits, train_pairs, out_dir, work_dir)
-    return run_sft(model_dir, train_pairs, out_dir, cfg, limits, work, resume, callbacks)
+    return _launch_or_run("sft", run_sft, model_dir, train_pairs, out_dir, cfg, limits, work_dir, callbacks)
 
 
 def run_sft(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: TrainConfig,
@@ -348,12 +355,7 @@ def train_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Pa
                limits: RenderLimits, work_dir: str | Path | None = None, callbacks: list | None = None) -> list[dict]:
     """TRL GRPOTrainer from the SFT checkpoint with the verifiable verdict reward; checkpoints,
     resumption and launcher as in `train_sft`."""
-    if not _in_process(cfg, callbacks):
-        from persrm_core.launch import run_stage
-
-        return run_stage("rft", model_dir, train_pairs, out_dir, cfg, limits, work_dir)
-    work, resume = _work_and_resume("rft", model_dir, cfg, limits, train_pairs, out_dir, work_dir)
-    return run_grpo(model_dir, train_pairs, out_dir, cfg, limits, work, resume, callbacks)
+    return _launch_or_run("rft", run_grpo, model_dir, train_pairs, out_dir, cfg, limits, work_dir, callbacks)
 
 
 def run_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path, cfg: GRPOSettings,

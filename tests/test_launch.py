@@ -15,11 +15,10 @@ import pytest
 
 from persrm_core.judge_format import RenderLimits
 from persrm_core.launch import REPO_ROOT, default_accelerate_config, launch_command
-from persrm_core.model import TinyModelConfig, build_tiny
-from persrm_core.synthesis import SynthesisConfig, build_pairs
+from persrm_core.model import TinyModelConfig
 from persrm_core.train_entry import FAULT_ENV, curve_summary
 from persrm_core.training import GRPOSettings, TrainConfig, sft_trainer, train_sft
-from tests.synthetic_corpus import make_corpus
+from tests.synthetic_corpus import tiny_training_setup
 
 TINY = TinyModelConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                        intermediate_size=64, max_positions=1024)
@@ -30,12 +29,7 @@ DEEPSPEED = REPO_ROOT / "configs" / "deepspeed"
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("launch")
-    exemplars = make_corpus()
-    pairs = [p for p in build_pairs(exemplars, SynthesisConfig(seed=1, unseen_authors=1), progress=False)
-             if p["split"] == "train"][:16]
-    build_tiny([e.text for e in exemplars], root / "base", TINY)
-    return root, pairs
+    return tiny_training_setup(tmp_path_factory.mktemp("launch"), 16, TINY)
 
 
 def _cfg(**kw) -> TrainConfig:

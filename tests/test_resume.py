@@ -11,10 +11,9 @@ import pytest
 from transformers import TrainerCallback
 
 from persrm_core.judge_format import RenderLimits
-from persrm_core.model import TinyModelConfig, build_tiny
-from persrm_core.synthesis import SynthesisConfig, build_pairs
+from persrm_core.model import TinyModelConfig
 from persrm_core.training import GRPOSettings, TrainConfig, prepare_work_dir, train_grpo, train_sft
-from tests.synthetic_corpus import make_corpus
+from tests.synthetic_corpus import tiny_training_setup
 
 TINY = TinyModelConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                        intermediate_size=64, max_positions=1024)
@@ -44,12 +43,7 @@ class CrashAt(TrainerCallback):
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("resume")
-    exemplars = make_corpus()
-    pairs = [p for p in build_pairs(exemplars, SynthesisConfig(seed=1, unseen_authors=1), progress=False)
-             if p["split"] == "train"][:24]
-    build_tiny([e.text for e in exemplars], root / "base", TINY)
-    return root, pairs
+    return tiny_training_setup(tmp_path_factory.mktemp("resume"), 24, TINY)
 
 
 def test_sft_resumes_from_the_last_checkpoint_after_a_crash(setup):
