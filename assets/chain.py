@@ -1,7 +1,15 @@
 """The six assets of the contract, plus `base_model` beside them. Each publishes files at its
 contract path and returns metadata; nothing large travels through IO managers."""
 
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, PipesSubprocessClient, asset
+from dagster import (
+    AssetExecutionContext,
+    BackfillPolicy,
+    DynamicPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    PipesSubprocessClient,
+    asset,
+)
 
 from assets.configs import (
     BaseModelConfig,
@@ -13,7 +21,7 @@ from assets.configs import (
     SftConfig,
     SyntheticPairsConfig,
 )
-from assets.resources import GenerationBackend, PersrmConfig
+from assets.resources import ArtifactStore, ComputeProfile, GenerationBackend
 from persrm_core import pipeline
 from persrm_core.launch import dagster_pipes
 from persrm_core.locking import artifact_lock
@@ -21,6 +29,16 @@ from persrm_core.redact import redact
 from persrm_core.report import markdown_table
 
 GROUP = "persrm"
+
+# One partition per author: exemplars arrive per author over time, and ingesting a newcomer (or an
+# author's new texts) materializes that author's partition only. `persrm run` and the new-exemplars
+# sensor register the partitions; the UI shows which authors are ingested and when.
+AUTHORS = DynamicPartitionsDefinition(name="authors")
+
+
+def _settings(config, compute: ComputeProfile, store: ArtifactStore, generation: GenerationBackend | None = None):
+    s = compute.settings(store)
+    return config.apply(generation.apply(s) if generation is not None else s)
 
 
 def _md_table(rows: list[dict]) -> MetadataValue:
@@ -35,25 +53,39 @@ def _checkpoint_result(out: dict, curve_key: str) -> MaterializeResult:
         "path": MetadataValue.path(out["checkpoint"])})
 
 
-@asset(group_name=GROUP, description="Validated exemplars from data/raw (any supported input format).",
-       kinds={"python"})
-def raw_exemplars(context: AssetExecutionContext, config: RawExemplarsConfig, persrm: PersrmConfig) -> MaterializeResult:
-    s = config.apply(persrm.settings())
+@asset(group_name=GROUP, partitions_def=AUTHORS, backfill_policy=BackfillPolicy.single_run(), kinds={"python"},
+       description="One author's validated exemplars (a partition per author): new texts waiting in the incoming "
+                   "folder are landed in data/raw/<author>/, the author's texts are validated and written to "
+                   "the author's shard, and data/exemplars/exemplars.jsonl is rebuilt from all shards.")
+def raw_exemplars(context: AssetExecutionContext, config: RawExemplarsConfig, compute: ComputeProfile,
+                  store: ArtifactStore) -> MaterializeResult:
+    s = _settings(config, compute, store)
+    authors = sorted(context.partition_keys)
     with artifact_lock(s.paths.exemplars):
-        out = redact(pipeline.raw_exemplars(s))
-    context.log.info(f"{out['texts']} texts by {out['authors']} authors from {s.paths.raw}")
+        incoming = store.incoming_dir(compute.params_path or None) if store.land_incoming else None
+        out = redact(pipeline.raw_exemplars(s, authors, incoming=incoming))
+    context.log.info(f"ingested {out['ingested_texts']} texts of {len(authors)} author(s) from {s.paths.raw}; "
+                     f"the union now holds {out['texts']} texts by {out['authors']} authors")
+    for author, names in out["landed"].items():
+        context.log.info(f"landed {len(names)} new file(s) of {author} from the incoming folder: {', '.join(names)}")
+    if out["not_ingested"]:
+        context.log.warning(f"authors in {s.paths.raw} not ingested yet (left out of the union): "
+                            f"{', '.join(out['not_ingested'])}; materialize their partitions")
     return MaterializeResult(metadata={
-        "texts": out["texts"], "authors": out["authors"], "per_author": _md_table(out["per_author"]),
+        "ingested_texts": out["ingested_texts"], "landed_files": sum(len(v) for v in out["landed"].values()),
+        "union_texts": out["texts"], "union_authors": out["authors"],
+        "not_ingested": MetadataValue.json(out["not_ingested"]),
+        "per_author": _md_table(out["per_author"]),
         "path": MetadataValue.path(str(s.paths.exemplars)), "profile": s.profile})
 
 
 @asset(group_name=GROUP, deps=[raw_exemplars], kinds={"python", "parquet"},
        description="Synthetic preference pairs: the author's continuation vs cross-author and rule-perturbed negatives.")
-def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig, persrm: PersrmConfig,
-                    generation: GenerationBackend) -> MaterializeResult:
-    s = config.apply(generation.apply(persrm.settings()))
+def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig, compute: ComputeProfile,
+                    store: ArtifactStore, generation: GenerationBackend) -> MaterializeResult:
+    s = _settings(config, compute, store, generation)
     with artifact_lock(s.paths.pairs):
-        out = redact(pipeline.synthetic_pairs(s, progress=persrm.progress))
+        out = redact(pipeline.synthetic_pairs(s, progress=compute.progress))
     return MaterializeResult(metadata={
         "pairs": out["pairs"], "label_A_share": out["label_A_share"], "backend": out["backend"],
         "llm_outputs_refused": MetadataValue.json(out["llm_outputs_refused"]),
@@ -63,8 +95,9 @@ def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig
 
 @asset(group_name=GROUP, deps=[synthetic_pairs], kinds={"duckdb", "polars", "parquet"},
        description="Quality-gated pairs split into train and eval (unseen texts, unseen authors) with no shared text.")
-def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig, persrm: PersrmConfig) -> MaterializeResult:
-    s = config.apply(persrm.settings())
+def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig, compute: ComputeProfile,
+                    store: ArtifactStore) -> MaterializeResult:
+    s = _settings(config, compute, store)
     with artifact_lock(s.paths.corpus):
         out = redact(pipeline.filtered_corpus(s))
     splits = [{"split": k, **v} for k, v in out["splits"].items()]
@@ -77,8 +110,9 @@ def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig
 
 @asset(group_name=GROUP, deps=[filtered_corpus], kinds={"pytorch"},
        description="The base LM: `tiny` (tokenizer trained on train text + random Qwen2) or a hub id/path.")
-def base_model(context: AssetExecutionContext, config: BaseModelConfig, persrm: PersrmConfig) -> MaterializeResult:
-    s = config.apply(persrm.settings())
+def base_model(context: AssetExecutionContext, config: BaseModelConfig, compute: ComputeProfile,
+                    store: ArtifactStore) -> MaterializeResult:
+    s = _settings(config, compute, store)
     with artifact_lock(s.paths.base_model):
         out = redact(pipeline.base_model(s))
     return MaterializeResult(metadata={k: v for k, v in out.items()})
@@ -86,8 +120,9 @@ def base_model(context: AssetExecutionContext, config: BaseModelConfig, persrm: 
 
 @asset(group_name=GROUP, deps=[filtered_corpus, base_model], kinds={"pytorch"},
        description="TRL SFT of the judge on offline-written reasoning traces (loss on the completion only).")
-def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, persrm: PersrmConfig) -> MaterializeResult:
-    s = config.apply(persrm.settings())
+def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: ComputeProfile,
+                    store: ArtifactStore) -> MaterializeResult:
+    s = _settings(config, compute, store)
     with artifact_lock(s.paths.sft), dagster_pipes(context, PipesSubprocessClient()):
         out = redact(pipeline.sft_checkpoint(s))
     return _checkpoint_result(out, "loss")
@@ -95,8 +130,9 @@ def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, persrm: Pe
 
 @asset(group_name=GROUP, deps=[sft_checkpoint], kinds={"pytorch"},
        description="TRL GRPO from the SFT checkpoint with the verifiable verdict reward.")
-def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, persrm: PersrmConfig) -> MaterializeResult:
-    s = config.apply(persrm.settings())
+def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, compute: ComputeProfile,
+                    store: ArtifactStore) -> MaterializeResult:
+    s = _settings(config, compute, store)
     with artifact_lock(s.paths.rft), dagster_pipes(context, PipesSubprocessClient()):
         out = redact(pipeline.rft_checkpoint(s))
     return _checkpoint_result(out, "reward")
@@ -104,8 +140,9 @@ def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, persrm: Pe
 
 @asset(group_name=GROUP, deps=[filtered_corpus, base_model], kinds={"pytorch"},
        description="Baseline: a scalar Bradley-Terry reward model (TRL RewardTrainer) on the same train split.")
-def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, persrm: PersrmConfig) -> MaterializeResult:
-    s = config.apply(persrm.settings())
+def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, compute: ComputeProfile,
+                    store: ArtifactStore) -> MaterializeResult:
+    s = _settings(config, compute, store)
     with artifact_lock(s.paths.scalar_rm):
         out = redact(pipeline.scalar_rm(s))
     return _checkpoint_result(out, "loss")
@@ -114,11 +151,12 @@ def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, persrm: Pe
 @asset(group_name=GROUP, deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus, scalar_rm],
        kinds={"python"},
        description="Base, SFT, RFT and baselines judged on the eval split: metrics.json, report.md, report.html.")
-def eval_report(context: AssetExecutionContext, config: EvalReportConfig, persrm: PersrmConfig) -> MaterializeResult:
+def eval_report(context: AssetExecutionContext, config: EvalReportConfig, compute: ComputeProfile,
+                    store: ArtifactStore) -> MaterializeResult:
     import base64
     from pathlib import Path
 
-    s = config.apply(persrm.settings())
+    s = _settings(config, compute, store)
     with artifact_lock(s.paths.report):
         out = redact(pipeline.eval_report(s))
     judges = out["metrics"]["judges"]

@@ -8,7 +8,7 @@ import polars as pl
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
 from assets.chain import eval_report, filtered_corpus
-from assets.resources import PersrmConfig
+from assets.resources import ArtifactStore, ComputeProfile
 from persrm_core.corpus import check_no_leakage, corpus_stats, stats_shift
 
 # Column -> the Polars dtype every corpus file must have (the pair record plus what the filter needs).
@@ -20,8 +20,8 @@ CORPUS_SCHEMA = {
 CORPUS_FILES = ("train.parquet", "eval.parquet")
 
 
-def _corpus(persrm: PersrmConfig) -> dict[str, pl.DataFrame]:
-    s = persrm.settings()
+def _corpus(compute: ComputeProfile, store: ArtifactStore) -> dict[str, pl.DataFrame]:
+    s = compute.settings(store)
     return {f: pl.read_parquet(s.paths.corpus / f) for f in CORPUS_FILES}
 
 
@@ -41,32 +41,32 @@ def schema_problems(frames: dict[str, pl.DataFrame]) -> list[str]:
 
 
 @asset_check(asset=filtered_corpus, blocking=True, description="Both corpus files have the pair schema, A/B labels, unique ids.")
-def corpus_schema(persrm: PersrmConfig) -> AssetCheckResult:
-    problems = schema_problems(_corpus(persrm))
+def corpus_schema(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
+    problems = schema_problems(_corpus(compute, store))
     return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
                             metadata={"problems": "; ".join(problems) or "none"})
 
 
 @asset_check(asset=filtered_corpus, blocking=True, description="Train, eval_seen and eval_unseen each hold pairs.")
-def corpus_not_empty(persrm: PersrmConfig) -> AssetCheckResult:
-    frames = _corpus(persrm)
+def corpus_not_empty(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
+    frames = _corpus(compute, store)
     counts = {"train": frames["train.parquet"].height,
               **{s: frames["eval.parquet"].filter(pl.col("split") == s).height for s in ("eval_seen", "eval_unseen")}}
     return AssetCheckResult(passed=min(counts.values()) > 0, severity=AssetCheckSeverity.ERROR, metadata=counts)
 
 
 @asset_check(asset=filtered_corpus, blocking=True, description="No eval text or unseen author in train.")
-def corpus_has_no_leakage(persrm: PersrmConfig) -> AssetCheckResult:
-    frames = _corpus(persrm)
+def corpus_has_no_leakage(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
+    frames = _corpus(compute, store)
     problems = check_no_leakage(frames["train.parquet"], frames["eval.parquet"])
     return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
                             metadata={"problems": "; ".join(problems) or "none"})
 
 
 @asset_check(asset=filtered_corpus, blocking=True, description="Label A share within 50% +/- max_label_skew per split.")
-def corpus_labels_balanced(persrm: PersrmConfig) -> AssetCheckResult:
-    s = persrm.settings()
-    df = pl.concat(list(_corpus(persrm).values()))
+def corpus_labels_balanced(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
+    s = compute.settings(store)
+    df = pl.concat(list(_corpus(compute, store).values()))
     shares = {r["split"]: round(r["share"], 4) for r in
               df.group_by("split").agg((pl.col("label") == "A").mean().alias("share")).to_dicts()}
     by_type = {f"{r['split']}/{r['negative_type']}": round(r["share"], 4) for r in
@@ -89,8 +89,8 @@ def previous_metadata(context: AssetCheckExecutionContext, key: str, field: str)
 
 @asset_check(asset=filtered_corpus, blocking=False,
              description="Warns when response lengths or the negative-type mix shift against the previous materialization.")
-def corpus_distribution_stable(context: AssetCheckExecutionContext, persrm: PersrmConfig) -> AssetCheckResult:
-    current = corpus_stats(pl.concat(list(_corpus(persrm).values())))
+def corpus_distribution_stable(context: AssetCheckExecutionContext, compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
+    current = corpus_stats(pl.concat(list(_corpus(compute, store).values())))
     previous = previous_metadata(context, "filtered_corpus", "stats")
     shifts = stats_shift(previous, current) if previous else []
     return AssetCheckResult(passed=not shifts, severity=AssetCheckSeverity.WARN,
@@ -115,10 +115,10 @@ def rft_problems(judges: dict[str, dict], baselines: list[str], previous_rft: fl
 
 @asset_check(asset=eval_report, blocking=False,
              description="Warns when RFT does not beat the best baseline, or falls below its previous accuracy.")
-def rft_beats_baselines(context: AssetCheckExecutionContext, persrm: PersrmConfig) -> AssetCheckResult:
+def rft_beats_baselines(context: AssetCheckExecutionContext, compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
     import json
 
-    s = persrm.settings()
+    s = compute.settings(store)
     metrics = json.loads((s.paths.report / "metrics.json").read_text())
     baselines = [n for n in metrics["judges"] if n not in ("base", "sft", "rft")]
     previous = previous_metadata(context, "eval_report", "accuracy_rft")

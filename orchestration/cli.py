@@ -26,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--select", nargs="+", choices=ASSET_KEYS, metavar="ASSET",
                      help=f"only these assets (upstream artifacts are read from disk): {', '.join(ASSET_KEYS)}")
     run.add_argument("--params", default=None, help="path to params.yaml")
+    run.add_argument("--authors", nargs="+", metavar="AUTHOR",
+                     help="ingest only these authors' raw_exemplars partitions (each in its own run; their "
+                          "new texts in the incoming folder land in data/raw first); default: every author")
+    run.add_argument("--no-incoming", action="store_true",
+                     help="read data/raw only: do not land texts waiting in the incoming folder (dvc repro uses this)")
 
     ing = sub.add_parser("ingest", help="convert exemplars (JSONL, author-grouped JSON, or a directory "
                                         "per author) into exemplar JSONL")
@@ -101,7 +106,8 @@ def _dispatch(args) -> int:
     if args.command == "run":
         from orchestration.runner import failures, run_chain
 
-        result = run_chain(profile=args.profile, select=args.select, params_path=args.params)
+        result = run_chain(profile=args.profile, select=args.select, params_path=args.params,
+                           authors=args.authors, land_incoming=not args.no_incoming)
         for line in failures(result):
             print(f"persrm run: error: {line}", file=sys.stderr)
         if result.success and (not args.select or "eval_report" in args.select):

@@ -3,35 +3,111 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 from dagster import DagsterInstance, materialize
 
-from assets import ALL_ASSETS, ALL_CHECKS
+from assets import ALL_ASSETS, ALL_CHECKS, AUTHORS
 from assets.resources import default_resources
 
 ASSET_KEYS = [a.key.path[-1] for a in ALL_ASSETS]
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
+
+
+@dataclass
+class ChainResult:
+    """The Dagster runs one `run_chain` call made (the author partitions first, then the rest)."""
+
+    results: list = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return all(r.success for r in self.results)
+
+    @property
+    def all_events(self) -> list:
+        return [e for r in self.results for e in r.all_events]
+
+    @property
+    def run_ids(self) -> list[str]:
+        return [r.run_id for r in self.results]
+
+
+def sync_author_partitions(instance: DagsterInstance, present: list[str]) -> tuple[list[str], list[str]]:
+    """Make the `authors` partitions exactly the authors in `paths.raw`: register newcomers, drop
+    authors whose texts are gone. Returns (added, removed)."""
+    known = instance.get_dynamic_partitions(AUTHORS.name)
+    added = [a for a in present if a not in set(known)]
+    removed = [a for a in known if a not in set(present)]
+    if added:
+        instance.add_dynamic_partitions(AUTHORS.name, added)
+    for a in removed:
+        instance.delete_dynamic_partition(AUTHORS.name, a)
+    return added, removed
 
 
 def run_chain(profile: str | None = None, select: list[str] | None = None, params_path: str | None = None,
-              root: str | None = None, progress: bool = True):
-    """Materialize `select` (asset keys; all when None) with `profile`. Raises on failure."""
+              root: str | None = None, progress: bool = True, authors: list[str] | None = None,
+              land_incoming: bool = True) -> ChainResult:
+    """Materialize `select` (asset keys; all when None) with `profile`; never raises on a failed step
+    (see `failures`).
+
+    `raw_exemplars` is partitioned by author. When it is selected, the authors found in `paths.raw`
+    become its partitions, and all of them (or only `authors`, each in its own run) are ingested
+    before the rest of the selection runs once over the union. Authors' new texts waiting in the
+    incoming folder land in `paths.raw` first, unless `land_incoming` is false (`dvc repro`)."""
+    from persrm_core.errors import InputError
+    from persrm_core.ingest import list_authors, read_exemplars
+
     unknown = sorted(set(select or []) - set(ASSET_KEYS))
     if unknown:
         raise ValueError(f"unknown asset key(s) {unknown}; known: {', '.join(ASSET_KEYS)}")
-    resource_kwargs = {"profile": profile or "", "progress": progress}
-    if params_path:
-        resource_kwargs["params_path"] = params_path
-    if root:
-        resource_kwargs["root"] = root
+    keys = list(select or ASSET_KEYS)
+    resources = default_resources(profile=profile, params_path=params_path, root=root, progress=progress,
+                                  land_incoming=land_incoming)
     # Runs land in DAGSTER_HOME when it is set, so `dagster dev` shows them.
     instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
-    return materialize(
-        [*ALL_ASSETS, *ALL_CHECKS], selection=select or None, instance=instance,
-        resources=default_resources(**resource_kwargs),
-        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-        tags={"persrm/profile": profile or "default", "persrm/launched_by": "persrm run"},
-        raise_on_error=False,
-    )
+    tags = {"persrm/profile": profile or "default", "persrm/launched_by": "persrm run"}
+    run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
+    out = ChainResult()
+
+    def _materialize(selection: list[str], **kwargs):
+        result = materialize([*ALL_ASSETS, *ALL_CHECKS], selection=selection, instance=instance,
+                             resources=resources, run_config=run_config, raise_on_error=False, **kwargs)
+        out.results.append(result)
+        return result.success
+
+    if "raw_exemplars" in keys:
+        s = resources["compute"].settings(resources["store"])
+        present = list_authors(s.paths.raw) if s.paths.raw.exists() else []
+        # Authors whose texts wait in the incoming folder are ingested too (their texts land in paths.raw).
+        waiting = authors_waiting(resources["store"].incoming_dir(params_path)) if land_incoming else []
+        todo = sorted(set(authors)) if authors else sorted(set(present) | set(waiting))
+        if not todo:  # nothing to ingest: the reader's own error (missing folder, no .txt, ...)
+            read_exemplars(s.paths.raw, s.min_texts_per_author)
+            raise InputError(s.paths.raw, "no authors found")
+        sync_author_partitions(instance, sorted(set(present) | set(waiting) | set(todo)))
+        if authors:
+            ok = all([_materialize(["raw_exemplars"], partition_key=a, tags=tags) for a in todo])
+        else:  # every author, in one run (the asset's single-run backfill policy)
+            ordered = instance.get_dynamic_partitions(AUTHORS.name)
+            ok = _materialize(["raw_exemplars"], tags={**tags, RANGE_START_TAG: ordered[0],
+                                                        RANGE_END_TAG: ordered[-1]})
+        keys.remove("raw_exemplars")
+        if not ok:
+            return out
+    if keys:
+        _materialize(keys, tags=tags)
+    return out
+
+
+def authors_waiting(incoming) -> list[str]:
+    """Sub-folders of the incoming folder that hold `.txt` texts: authors with texts to land."""
+    if not incoming.is_dir():
+        return []
+    return sorted(p.name for p in incoming.iterdir()
+                  if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.txt")))
 
 
 def failures(result) -> list[str]:

@@ -1,5 +1,6 @@
 """The weekly full-retrain schedule (off until turned on in the UI) and the profile every automated
-run is pinned to and tagged with."""
+run is pinned to and tagged with. The full retrain rebuilds everything downstream of the ingested
+exemplars; ingesting is per author (`persrm_ingest_authors`), so a retrain never re-ingests anyone."""
 
 from __future__ import annotations
 
@@ -11,12 +12,13 @@ from dagster import DefaultScheduleStatus, ScheduleDefinition
 from persrm_core.config import default_params_path
 
 FULL_RETRAIN_JOB = "persrm_full_retrain"
+INGEST_JOB = "persrm_ingest_authors"
 WEEKLY_CRON = "0 3 * * 1"  # Mondays 03:00 (UTC, Dagster's default timezone)
 
 
 def current_profile() -> str:
     """The profile a run uses when none is given: $PERSRM_PROFILE, else `profile:` in params.yaml,
-    else `default` (the same rule as the `persrm` resource and `load_settings`)."""
+    else `default` (the same rule as the `compute` resource and `load_settings`)."""
     if env := os.environ.get("PERSRM_PROFILE"):
         return env
     try:
@@ -27,8 +29,8 @@ def current_profile() -> str:
 
 
 def profile_run_config(profile: str) -> dict:
-    """Run config that pins the `persrm` resource to `profile`, so a run's tag and its settings agree."""
-    return {"resources": {"persrm": {"config": {"profile": profile}}}}
+    """Run config that pins the `compute` resource to `profile`, so a run's tag and its settings agree."""
+    return {"resources": {"compute": {"config": {"profile": profile}}}}
 
 
 def automation_tags(profile: str, launched_by: str) -> dict[str, str]:
@@ -44,8 +46,8 @@ def build_weekly_retrain_schedule(profile: str | None = None) -> ScheduleDefinit
         run_config=profile_run_config(profile),
         tags=automation_tags(profile, "persrm_weekly_full_retrain"),
         default_status=DefaultScheduleStatus.STOPPED,
-        description=f"Full retrain of the chain on the `{profile}` profile every Monday at 03:00 UTC "
-                    "(off by default: turn it on in the UI).",
+        description=f"Full retrain (pairs -> corpus -> SFT -> RFT -> report, from the ingested exemplars) on the "
+                    f"`{profile}` profile every Monday at 03:00 UTC (off by default: turn it on in the UI).",
     )
 
 

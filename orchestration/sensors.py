@@ -1,36 +1,44 @@
-"""Sensors: request a full retrain when new exemplar files land in the incoming folder, and record
-every failed run of this code location as one JSON line.
+"""Sensors: ingest the authors whose texts land in the incoming folder, retrain once those ingests
+are done, and record every failed run of this code location as one JSON line.
 
-`new_exemplars_sensor` only *requests* runs: it never copies, moves or reads the files it sees.
-The chain reads exemplars from `paths.raw` in params.yaml (`data/raw/` by default), so a file in
-the incoming folder feeds training only once it has been copied there (see the README)."""
+Adding data is per author, the Dagster way: `raw_exemplars` has one partition per author.
+`new_exemplars_sensor` watches `incoming/<author>/*.txt`; for new or changed files it registers a
+newcomer's partition and requests one `persrm_ingest_authors` run per affected author, which lands
+the files in `data/raw/<author>/` and re-ingests that author alone. `retrain_after_ingest` then
+requests one `persrm_full_retrain` when the last of those ingest runs has succeeded."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from dagster import (
+    AssetKey,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
+    RunsFilter,
+    RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     run_failure_sensor,
+    run_status_sensor,
     sensor,
 )
 
-from orchestration.schedules import FULL_RETRAIN_JOB, automation_tags, current_profile, profile_run_config
+from assets import AUTHORS
+from assets.resources import DEFAULT_INCOMING, INCOMING_ENV, ArtifactStore
+from orchestration.jobs import ingest_job, retrain_job
+from orchestration.schedules import FULL_RETRAIN_JOB, INGEST_JOB, automation_tags, current_profile, profile_run_config
 from persrm_core.config import default_params_path
 
-INCOMING_ENV = "PERSRM_INCOMING"
-DEFAULT_INCOMING = "data/incoming"
 FAILURE_LOG = "data/reports/run_failures.jsonl"
-WATCHED_SUFFIXES = (".txt", ".jsonl", ".json")
+WATCHED_SUFFIXES = (".txt",)
+_BUSY = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
 def project_dir() -> Path:
@@ -43,9 +51,10 @@ def _resolve(path: str) -> Path:
     return p if p.is_absolute() else project_dir() / p
 
 
-def incoming_dir() -> Path:
-    """$PERSRM_INCOMING, else `data/incoming`; relative to the params file's directory."""
-    return _resolve(os.environ.get(INCOMING_ENV) or DEFAULT_INCOMING)
+def incoming_dir(store: ArtifactStore | None = None) -> Path:
+    """The store's `incoming`, else $PERSRM_INCOMING, else `data/incoming`; relative to the store's
+    root (by default the params file's directory)."""
+    return (store or ArtifactStore()).incoming_dir()
 
 
 def failure_log_path() -> Path:
@@ -53,7 +62,8 @@ def failure_log_path() -> Path:
 
 
 def scan(folder: Path) -> dict[str, list[int]]:
-    """Relative POSIX path -> [mtime_ns, size] of each watched file below `folder` (hidden names skipped)."""
+    """Relative POSIX path -> [mtime_ns, size] of each watched file below `folder` (hidden names
+    skipped). Files outside an author folder are listed too, so the sensor can say it ignores them."""
     found: dict[str, list[int]] = {}
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
@@ -79,6 +89,12 @@ def _load_cursor(cursor: str | None) -> dict[str, list[int]]:
     return {k: list(v) for k, v in data.items()} if isinstance(data, dict) else {}
 
 
+def author_of(rel: str) -> str | None:
+    """`<author>/<name>.txt` -> author; anything else (top level, deeper) is not an author's text."""
+    parts = rel.split("/")
+    return parts[0] if len(parts) == 2 else None
+
+
 def run_key_for(new: dict[str, list[int]]) -> str:
     """A stable key for a set of file fingerprints: the same files, unchanged, give the same key."""
     digest = hashlib.sha256(json.dumps(sorted(new.items()), separators=(",", ":")).encode()).hexdigest()
@@ -92,14 +108,15 @@ def _files_tag(names: list[str], limit: int = 200) -> str:
 
 @sensor(
     name="new_exemplars_sensor",
-    job_name=FULL_RETRAIN_JOB,
+    job=ingest_job,
     minimum_interval_seconds=60,
     default_status=DefaultSensorStatus.STOPPED,
-    description="Requests one full retrain when new or changed .txt/.jsonl/.json files appear in the incoming "
-                f"folder (${INCOMING_ENV}, default {DEFAULT_INCOMING}/). It does not copy them into data/raw.",
+    description="For new or changed incoming/<author>/*.txt files (the store's incoming folder: "
+                f"${INCOMING_ENV}, default {DEFAULT_INCOMING}/), registers newcomers as partitions of "
+                "raw_exemplars and requests one ingest run per affected author.",
 )
-def new_exemplars_sensor(context: SensorEvaluationContext) -> SensorResult:
-    folder = incoming_dir()
+def new_exemplars_sensor(context: SensorEvaluationContext, store: ArtifactStore) -> SensorResult:
+    folder = incoming_dir(store)
     seen = _load_cursor(context.cursor)
     if not folder.is_dir():
         return SensorResult(skip_reason=SkipReason(f"incoming folder {folder} does not exist"),
@@ -108,19 +125,57 @@ def new_exemplars_sensor(context: SensorEvaluationContext) -> SensorResult:
     new = {k: v for k, v in current.items() if seen.get(k) != v}
     # The cursor is what the folder holds now: deleted files drop out of it.
     cursor = json.dumps(current, sort_keys=True, separators=(",", ":"))
-    if not new:
-        return SensorResult(skip_reason=SkipReason(f"no new or changed files in {folder} ({len(current)} seen)"),
+    by_author: dict[str, dict[str, list[int]]] = {}
+    stray = []
+    for rel, fingerprint in sorted(new.items()):
+        author = author_of(rel)
+        if author is None:
+            stray.append(rel)
+        else:
+            by_author.setdefault(author, {})[rel] = fingerprint
+    if stray:
+        context.log.warning(f"ignoring {len(stray)} file(s) not in an author folder (expected "
+                            f"{folder}/<author>/<name>.txt): {_files_tag(stray)}")
+    if not by_author:
+        why = f"no new or changed author texts in {folder} ({len(current)} file(s) seen"
+        return SensorResult(skip_reason=SkipReason(why + (f", {len(stray)} outside author folders)" if stray else ")")),
                             cursor=cursor)
-    names = sorted(new)
+    known = set(context.instance.get_dynamic_partitions(AUTHORS.name))
+    newcomers = sorted(a for a in by_author if a not in known)
     profile = current_profile()
-    context.log.info(f"{len(names)} new or changed file(s) in {folder}: {', '.join(names)}; requesting "
-                     f"{FULL_RETRAIN_JOB} on profile {profile}")
-    request = RunRequest(
-        run_key=run_key_for(new),
-        run_config=profile_run_config(profile),
-        tags={**automation_tags(profile, "new_exemplars_sensor"), "persrm/new_files": _files_tag(names)},
-    )
-    return SensorResult(run_requests=[request], cursor=cursor)
+    context.log.info(f"new or changed texts of {len(by_author)} author(s) in {folder}: "
+                     f"{', '.join(f'{a} ({len(f)})' for a, f in by_author.items())}; newcomers: "
+                     f"{', '.join(newcomers) or 'none'}; requesting {INGEST_JOB} per author on profile {profile}")
+    requests = [RunRequest(
+        run_key=run_key_for(files), partition_key=author, run_config=profile_run_config(profile),
+        tags={**automation_tags(profile, "new_exemplars_sensor"), "persrm/new_files": _files_tag(sorted(files))},
+    ) for author, files in by_author.items()]
+    return SensorResult(run_requests=requests, cursor=cursor,
+                        dynamic_partitions_requests=[AUTHORS.build_add_request(newcomers)] if newcomers else None)
+
+
+@run_status_sensor(
+    name="retrain_after_ingest",
+    run_status=DagsterRunStatus.SUCCESS,
+    monitored_jobs=[ingest_job],
+    request_job=retrain_job,
+    default_status=DefaultSensorStatus.STOPPED,
+    description=f"When a {INGEST_JOB} run succeeds and no other ingest run is queued or running, requests one "
+                f"{FULL_RETRAIN_JOB} on that run's profile (the last of several ingests triggers it, once).",
+)
+def retrain_after_ingest(context: RunStatusSensorContext):
+    busy = context.instance.get_run_records(RunsFilter(job_name=INGEST_JOB, statuses=_BUSY), limit=1)
+    if busy:
+        return SkipReason(f"{INGEST_JOB} run {busy[0].dagster_run.run_id} is still going; the last ingest to "
+                          "finish requests the retrain")
+    latest = context.instance.fetch_materializations(AssetKey("raw_exemplars"), limit=1).records
+    if not latest:
+        return SkipReason("raw_exemplars has no materialization to retrain on")
+    run = context.dagster_run
+    profile = run.tags.get("persrm/profile") or current_profile()
+    # Keyed by the newest ingest: ingests finishing together request one retrain, not one each.
+    return RunRequest(run_key=f"retrain-after-ingest-{latest[0].storage_id}", run_config=profile_run_config(profile),
+                      tags={**automation_tags(profile, "retrain_after_ingest"), "persrm/after_ingest_run": run.run_id})
 
 
 def _root_message(error) -> str:

@@ -104,17 +104,88 @@ def _author_dirs(root: Path) -> list[tuple[str, Path]]:
     return [(p.name, p) for p in subdirs]
 
 
-def _read_author_dirs(root: Path) -> list[Exemplar]:
+def _read_folder(root: Path, author: str, folder: Path) -> list[Exemplar]:
     out = []
-    for author, folder in _author_dirs(root):
-        for f in sorted(folder.glob("*.txt")):
-            if not f.is_file():
-                raise InputError(f, "is a directory, not a .txt file")
-            text = _check_text(_decode(f, f.read_bytes()), f, None)
-            out.append(Exemplar(author, text, source=str(f.relative_to(root))))
+    for f in sorted(folder.glob("*.txt")):
+        if not f.is_file():
+            raise InputError(f, "is a directory, not a .txt file")
+        text = _check_text(_decode(f, f.read_bytes()), f, None)
+        out.append(Exemplar(author, text, source=str(f.relative_to(root))))
+    return out
+
+
+def _read_author_dirs(root: Path) -> list[Exemplar]:
+    out = [e for author, folder in _author_dirs(root) for e in _read_folder(root, author, folder)]
     if not out:
         raise InputError(root, "no .txt files found in author sub-directories (expected ROOT/<author>/*.txt)")
     return out
+
+
+def list_authors(src: str | Path) -> list[str]:
+    """The author ids `src` holds, sorted. A directory is listed without reading its texts (an
+    author is a sub-directory with at least one `.txt`); a file is read and validated."""
+    src = Path(src)
+    if src.is_dir():
+        return sorted({a for a, folder in _author_dirs(src) if any(folder.glob("*.txt"))})
+    return sorted({e.author_id for e in read_exemplars(src, min_texts_per_author=1)})
+
+
+def read_authors(src: str | Path, authors: list[str], min_texts_per_author: int = 2) -> dict[str, list[Exemplar]]:
+    """Read and validate the texts of `authors` only. In a directory only their sub-directories are
+    read, so one author's texts can be ingested while another's are still being written; a file
+    is read once. An author without texts is an error naming the source and the author."""
+    src = Path(src)
+    wanted = set(authors)
+    if src.is_dir():
+        got: dict[str, list[Exemplar]] = {a: [] for a in authors}
+        for author, folder in _author_dirs(src):
+            if author in wanted:
+                got[author] += _read_folder(src, author, folder)
+    else:
+        got = {a: [] for a in authors}
+        for e in read_exemplars(src, min_texts_per_author=1):
+            if e.author_id in wanted:
+                got[e.author_id].append(e)
+    for author in authors:
+        if not got[author]:
+            raise InputError(src, "no texts by this author (expected a sub-directory <author>/ with .txt files)"
+                             if src.is_dir() else "no records by this author", f"author {author!r}")
+        _check_collection(src, got[author], min_texts_per_author)
+    return got
+
+
+def land_incoming(incoming: str | Path, raw: str | Path, author: str) -> list[str]:
+    """Copy the `.txt` files of `incoming/<author>/` into the raw directory's `<author>/` folder
+    (every file is validated first, each copy is atomic; a file already there with the same bytes
+    is skipped). Returns the names copied. `raw` must be a directory (the folder-per-author layout)."""
+    from persrm_core.atomic import atomic_path
+
+    folder = Path(incoming) / author
+    if not folder.is_dir():
+        return []
+    files = [f for f in sorted(folder.glob("*.txt")) if f.is_file() and not f.name.startswith(".")]
+    raw = Path(raw)
+    if files and raw.exists() and not raw.is_dir():
+        raise InputError(raw, f"new texts for author {author!r} wait in {folder}, but paths.raw is a file; "
+                              "incoming texts are landed only into a folder-per-author directory")
+    for f in files:  # all or nothing: validate every file before copying any
+        _check_text(_decode(f, f.read_bytes()), f, None)
+    subdirs = [p for p in sorted(raw.iterdir()) if p.is_dir() and not p.name.startswith(".")] if raw.is_dir() else []
+    if subdirs and all(p.name.lower() in SPLIT_LEVELS for p in subdirs):  # train/<author>/ layouts
+        dest = next((level / author for level in subdirs if (level / author).is_dir()), subdirs[0] / author)
+    else:
+        dest = raw / author
+    landed = []
+    for f in files:
+        target = dest / f.name
+        data = f.read_bytes()
+        if target.is_file() and target.read_bytes() == data:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(data)
+        landed.append(f.name)
+    return landed
 
 
 def _check_collection(src: Path, exemplars: list[Exemplar], min_texts: int) -> None:

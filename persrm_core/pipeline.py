@@ -27,15 +27,59 @@ from persrm_core.synthesis import build_pairs
 log = logging.getLogger(__name__)
 
 
-def raw_exemplars(s: Settings) -> dict:
-    exemplars = read_exemplars(s.paths.raw, s.min_texts_per_author)
-    write_jsonl(s.paths.exemplars, (e.to_dict() for e in exemplars))
-    per_author = Counter(e.author_id for e in exemplars)
+def author_shard(s: Settings, author: str) -> Path:
+    """Where one author's ingested exemplars live: `<exemplars dir>/authors/<slug>-<hash>.jsonl`."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", author).strip("._")[:60] or "author"
+    return s.paths.exemplars.parent / "authors" / f"{slug}-{hashlib.sha1(author.encode()).hexdigest()[:8]}.jsonl"
+
+
+def raw_exemplars(s: Settings, authors: list[str] | None = None, incoming: Path | None = None) -> dict:
+    """Ingest `authors` (all authors in `paths.raw` when None), each on its own: land the author's
+    new texts from `incoming/<author>/` into `paths.raw`, validate the author's texts, and write
+    them to the author's shard. Then `paths.exemplars` is rebuilt as the union of the shards of
+    every author `paths.raw` holds, so the other authors' shards are read, not re-ingested.
+    Shards of authors no longer in `paths.raw` are removed; authors in `paths.raw` that have no
+    shard yet (never ingested) are reported and left out of the union."""
+    from persrm_core.ingest import land_incoming, list_authors, read_authors
+    from persrm_core.records import exemplar_from_dict, jsonl_lines, parse_json
+
+    present = list_authors(s.paths.raw) if s.paths.raw.exists() else []
+    todo = sorted(set(present) if authors is None else set(authors))
+    if authors is None and not todo:
+        read_exemplars(s.paths.raw, s.min_texts_per_author)  # the reader's own error: missing, empty, ...
+    landed = {a: names for a in todo if incoming is not None
+              and (names := land_incoming(incoming, s.paths.raw, a))}
+    if landed:
+        present = list_authors(s.paths.raw)
+    ingested = read_authors(s.paths.raw, todo, s.min_texts_per_author)
+    for author in todo:  # every author validated above before any shard is written
+        write_jsonl(author_shard(s, author), (e.to_dict() for e in ingested[author]))
+    shards_dir = s.paths.exemplars.parent / "authors"
+    keep = {author_shard(s, a).name for a in present}
+    removed = sorted(p.name for p in shards_dir.glob("*.jsonl") if p.name not in keep)
+    for name in removed:
+        (shards_dir / name).unlink()
+    union, not_ingested = [], []
+    for author in present:
+        shard = author_shard(s, author)
+        if not shard.is_file():
+            not_ingested.append(author)
+            continue
+        union += [exemplar_from_dict(parse_json(line, shard, f"line {i}"), shard, f"line {i}")
+                  for i, line in enumerate(jsonl_lines(shard), start=1) if line.strip()]
+    write_jsonl(s.paths.exemplars, (e.to_dict() for e in union))
     words = Counter()
-    for e in exemplars:
+    for e in union:
         words[e.author_id] += len(e.text.split())
-    return {"texts": len(exemplars), "authors": len(per_author),
-            "per_author": [{"author_id": a, "texts": n, "mean_words": round(words[a] / n, 1)}
+    per_author = Counter(e.author_id for e in union)
+    return {"ingested_authors": todo, "ingested_texts": sum(len(v) for v in ingested.values()),
+            "landed": landed, "not_ingested": not_ingested, "removed_shards": removed,
+            "texts": len(union), "authors": len(per_author),
+            "per_author": [{"author_id": a, "texts": n, "mean_words": round(words[a] / n, 1),
+                            "ingested_now": a in ingested}
                            for a, n in sorted(per_author.items())]}
 
 

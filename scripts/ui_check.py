@@ -1,10 +1,12 @@
 """`make ui-check`: start `dagster dev` on a free loopback port against the project's DAGSTER_HOME,
 make sure `eval_report` has a materialization to show, and take headless-Chromium screenshots of the
-asset graph and of the eval_report asset page into data/reports/ui/.
+asset graph, the per-author partitions of raw_exemplars and the eval_report asset page into
+data/reports/ui/.
 
 If the project's instance has no materialization of eval_report yet (or with --materialize), the smoke
-profile is run first through GraphQL with the `persrm` resource's root pinned to data/reports/ui/smoke_root
-(a copy of data/raw is put there), so the artifacts in data/ that `make demo` wrote are never
+profile is run first through GraphQL (the bundled authors registered as partitions of raw_exemplars and
+ingested in one run, then the full retrain) with the `store` resource's root pinned to
+data/reports/ui/smoke_root (a copy of data/raw is put there), so the artifacts in data/ that `make demo` wrote are never
 overwritten and the paths the UI shows stay valid after this script exits.
 
 Each page is loaded twice by Chromium with the same virtual-time budget: once for the PNG, once with
@@ -101,15 +103,18 @@ def materialize_smoke(server: DagsterDev, smoke_root: Path, timeout: float) -> s
     if smoke_root.exists():
         shutil.rmtree(smoke_root)
     shutil.copytree(REPO / "data" / "raw", smoke_root / "data" / "raw")
-    log(f"materializing {FULL_RETRAIN_JOB} on the smoke profile into {smoke_root} ...")
-    run_id = server.launch_job(
-        FULL_RETRAIN_JOB,
-        run_config={"resources": {"persrm": {"config": {"profile": "smoke", "root": str(smoke_root),
-                                                        "progress": False}}}},
-        tags={"persrm/profile": "smoke", "persrm/launched_by": "make ui-check"})
+    config = {"resources": {"compute": {"config": {"profile": "smoke", "progress": False}},
+                            "store": {"config": {"root": str(smoke_root)}}}}
+    tags = {"persrm/profile": "smoke", "persrm/launched_by": "make ui-check"}
+    authors = sorted(p.name for p in (smoke_root / "data" / "raw").iterdir() if p.is_dir())
+    log(f"ingesting {len(authors)} authors (partitions of raw_exemplars) into {smoke_root} ...")
     started = time.monotonic()
+    ingest_id = server.ingest_authors(authors, run_config=config, tags=tags)
+    server.wait_for_run(ingest_id, timeout=timeout, on_status=lambda s: log(f"run {ingest_id}: {s}"))
+    log(f"materializing {FULL_RETRAIN_JOB} on the smoke profile into {smoke_root} ...")
+    run_id = server.launch_job(FULL_RETRAIN_JOB, run_config=config, tags=tags)
     server.wait_for_run(run_id, timeout=timeout, on_status=lambda s: log(f"run {run_id}: {s}"))
-    log(f"run {run_id} succeeded in {time.monotonic() - started:.0f} s")
+    log(f"runs {ingest_id} and {run_id} succeeded in {time.monotonic() - started:.0f} s")
     return run_id
 
 
@@ -149,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         repo_path = LOCATION if repo_name == "__repository__" else f"{repo_name}@{LOCATION}"
         pages = [
             ("asset_graph", f"{server.url}/locations/{quote(repo_path)}/asset-groups/{GROUP}", CHAIN),
+            ("raw_exemplars_partitions", f"{server.url}/assets/raw_exemplars?view=partitions",
+             ["raw_exemplars", "terse_engineer"]),
             ("eval_report", f"{server.url}/assets/eval_report", ["eval_report", "accuracy_rft"]),
         ]
         for name, url, expected in pages:

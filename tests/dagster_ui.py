@@ -20,6 +20,8 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 LOCATION = "orchestration.definitions"  # `dagster dev -m orchestration.definitions` names its location so
 FULL_RETRAIN_JOB = "persrm_full_retrain"
+INGEST_JOB = "persrm_ingest_authors"
+AUTHORS_PARTITIONS = "authors"  # raw_exemplars: one dynamic partition per author
 CHAIN = ["raw_exemplars", "synthetic_pairs", "filtered_corpus", "sft_checkpoint", "rft_checkpoint", "eval_report"]
 CORPUS_CHECKS = ("corpus_schema", "corpus_not_empty", "corpus_has_no_leakage", "corpus_labels_balanced")  # blocking
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
@@ -231,6 +233,40 @@ class DagsterDev:
             return False
         self.graphql("mutation { setNuxSeen }")
         return True
+
+    # -- partitions --------------------------------------------------------------------------------
+    def add_partitions(self, keys: list[str], partitions_def: str = AUTHORS_PARTITIONS) -> None:
+        """addDynamicPartition for each key (as the UI's "add partition" does); existing keys are fine."""
+        selector = {"repositoryLocationName": LOCATION, "repositoryName": self.repository_name()}
+        for key in keys:
+            res = self.graphql("""
+                mutation Add($r: RepositorySelector!, $d: String!, $k: String!) {
+                  addDynamicPartition(repositorySelector: $r, partitionsDefName: $d, partitionKey: $k) {
+                    __typename ... on PythonError { message } ... on UnauthorizedError { message } } }""",
+                {"r": selector, "d": partitions_def, "k": key})["addDynamicPartition"]
+            if res["__typename"] not in ("AddDynamicPartitionSuccess", "DuplicateDynamicPartitionError"):
+                raise DagsterUIError(f"addDynamicPartition({key}) -> {res}")
+
+    def ingest_authors(self, authors: list[str], run_config: dict | None = None,
+                       tags: dict[str, str] | None = None) -> str:
+        """Register `authors` as partitions and ingest them all in one run (a partition range, which
+        raw_exemplars' single-run backfill policy takes in one step). Returns the run id."""
+        self.add_partitions(sorted(authors))
+        keys = [k for k in self.partition_keys() if k in set(authors)]
+        if len(keys) != len(set(authors)):
+            raise DagsterUIError(f"partitions of raw_exemplars {keys} lack some of {sorted(authors)}")
+        range_tags = {"dagster/asset_partition_range_start": keys[0], "dagster/asset_partition_range_end": keys[-1]}
+        return self.launch_job(INGEST_JOB, run_config=run_config, tags={**(tags or {}), **range_tags})
+
+    def partition_keys(self, asset: str = "raw_exemplars") -> list[str]:
+        """The asset's partition keys in the instance's order (dynamic partitions: the order added)."""
+        data = self.graphql("""
+            query($key: AssetKeyInput!) { assetNodeOrError(assetKey: $key) { __typename
+              ... on AssetNode { partitionKeys } ... on Error { message } } }""", {"key": {"path": [asset]}})
+        res = data["assetNodeOrError"]
+        if res["__typename"] != "AssetNode":
+            raise DagsterUIError(f"assetNodeOrError({asset}) -> {res}")
+        return res["partitionKeys"]
 
     # -- runs ------------------------------------------------------------------------------------
     def launch_job(self, job: str = FULL_RETRAIN_JOB, run_config: dict | None = None,

@@ -1,5 +1,6 @@
-"""Jobs, the weekly schedule, the new-exemplars sensor and the run-failure recorder, evaluated with
-Dagster's test utilities against a copy of params.yaml in tmp_path (the repo's data/ is never touched)."""
+"""Jobs, the weekly schedule, the per-author new-exemplars sensor, the retrain-after-ingest sensor
+and the run-failure recorder, evaluated with Dagster's test utilities against a copy of params.yaml
+in tmp_path (the repo's data/ is never touched)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 from dagster import (
     DagsterInstance,
+    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     build_run_status_sensor_context,
@@ -23,10 +25,12 @@ from dagster import (
 from orchestration import sensors
 from orchestration.definitions import defs
 from orchestration.schedules import build_weekly_retrain_schedule
-from orchestration.sensors import new_exemplars_sensor, record_run_failures
+from assets.resources import ArtifactStore
+from orchestration.sensors import new_exemplars_sensor, record_run_failures, retrain_after_ingest
 
 REPO = Path(__file__).resolve().parent.parent
 FULL = "persrm_full_retrain"
+INGEST = "persrm_ingest_authors"
 
 
 @pytest.fixture
@@ -47,8 +51,24 @@ def incoming(project, monkeypatch) -> Path:
     return folder
 
 
-def _tick(cursor=None):
-    return new_exemplars_sensor.evaluate_tick(build_sensor_context(cursor=cursor))
+@pytest.fixture
+def instance():
+    """A persistent throw-away instance: sensors resolve partitioned requests only with an instance ref."""
+    from dagster._core.test_utils import instance_for_test
+
+    with instance_for_test() as inst:
+        yield inst
+
+
+def _tick(cursor=None, instance=None):
+    if instance is None:
+        from dagster._core.test_utils import instance_for_test
+
+        with instance_for_test() as inst:
+            return _tick(cursor, inst)
+    context = build_sensor_context(cursor=cursor, instance=instance, instance_ref=instance.get_ref(),
+                                   resources={"store": ArtifactStore()}, definitions=defs)
+    return new_exemplars_sensor.evaluate_tick(context)
 
 
 def _keys(job_name: str) -> set[str]:
@@ -56,9 +76,10 @@ def _keys(job_name: str) -> set[str]:
 
 
 def test_partial_jobs_select_their_assets():
-    assert _keys("persrm_data_only") == {"raw_exemplars", "synthetic_pairs", "filtered_corpus"}
+    assert _keys(INGEST) == {"raw_exemplars"}
+    assert _keys("persrm_data_only") == {"synthetic_pairs", "filtered_corpus"}
     assert _keys("persrm_eval_only") == {"eval_report"}
-    assert len(_keys(FULL)) == 8  # the six contract assets, base_model, scalar_rm
+    assert len(_keys(FULL)) == 7  # every asset downstream of the ingested exemplars
 
 
 def test_automation_is_registered_and_off_by_default():
@@ -66,8 +87,9 @@ def test_automation_is_registered_and_off_by_default():
     assert schedule.job_name == FULL and schedule.cron_schedule == "0 3 * * 1"
     assert schedule.default_status == DefaultScheduleStatus.STOPPED
     sensor = defs.resolve_sensor_def("new_exemplars_sensor")
-    assert sensor.job_name == FULL and sensor.minimum_interval_seconds == 60
+    assert sensor.job_name == INGEST and sensor.minimum_interval_seconds == 60
     assert sensor.default_status == DefaultSensorStatus.STOPPED
+    assert defs.resolve_sensor_def("retrain_after_ingest").default_status == DefaultSensorStatus.STOPPED
     assert defs.resolve_sensor_def("record_run_failures").default_status == DefaultSensorStatus.RUNNING
 
 
@@ -85,41 +107,60 @@ def test_sensor_skips_when_folder_missing_or_empty(project, monkeypatch):
     assert not result.run_requests and result.skip_message
 
 
-def test_same_file_triggers_once_and_a_change_triggers_again(incoming):
-    first = _tick()
+def test_same_file_triggers_once_and_a_change_triggers_again(incoming, instance):
+    first = _tick(instance=instance)
     assert not first.run_requests and first.skip_message
 
     f = incoming / "alice" / "a1.txt"
     f.parent.mkdir()
     f.write_text("hello there, this is alice writing.\n")
-    second = _tick(first.cursor)
+    second = _tick(first.cursor, instance)
     assert len(second.run_requests) == 1
     request = second.run_requests[0]
-    assert new_exemplars_sensor.job_name == FULL and request.job_name in (None, FULL)
+    assert request.job_name in (None, INGEST) and request.partition_key == "alice"
     assert request.run_key and request.tags["persrm/new_files"] == "alice/a1.txt"
     assert request.tags["persrm/profile"] == "default"
+    # alice is a newcomer: the tick registers her partition of raw_exemplars
+    [add] = second.dynamic_partitions_requests
+    assert add.partitions_def_name == "authors" and list(add.partition_keys) == ["alice"]
     assert json.loads(second.cursor) == {"alice/a1.txt": [f.stat().st_mtime_ns, f.stat().st_size]}
-    validate_run_config(defs.resolve_job_def(FULL), request.run_config)
+    validate_run_config(defs.resolve_job_def(INGEST), request.run_config)
 
     # Same file, same cursor: nothing to do. Without the cursor the run_key repeats, so Dagster dedupes.
-    again = _tick(second.cursor)
+    again = _tick(second.cursor, instance)
     assert not again.run_requests and again.skip_message
-    assert _tick(None).run_requests[0].run_key == request.run_key
+    assert _tick(None, instance).run_requests[0].run_key == request.run_key
 
+    instance.add_dynamic_partitions("authors", ["alice"])
     f.write_text("hello there, this is alice writing, edited!\n")
     st = f.stat()
     os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
-    changed = _tick(again.cursor)
+    changed = _tick(again.cursor, instance)
     assert len(changed.run_requests) == 1
     assert changed.run_requests[0].run_key != request.run_key
+    assert not changed.dynamic_partitions_requests  # a known author: no new partition
 
 
-def test_several_new_files_give_one_request_and_unwatched_files_are_ignored(incoming):
-    for name in ("b.jsonl", "c.json", "d.txt", "skip.csv", ".hidden.txt"):
-        (incoming / name).write_text("{}\n")
+def test_one_request_per_author_and_files_outside_author_folders_are_ignored(incoming):
+    for name in ("bob/b1.txt", "bob/b2.txt", "cy/c1.txt", "top.txt", "bob/deep/d.txt", "bob/skip.csv",
+                 "cy/.hidden.txt"):
+        (incoming / name).parent.mkdir(parents=True, exist_ok=True)
+        (incoming / name).write_text("some text\n")
     result = _tick()
-    assert len(result.run_requests) == 1
-    assert set(json.loads(result.cursor)) == {"b.jsonl", "c.json", "d.txt"}
+    by_author = {r.partition_key: r for r in result.run_requests}
+    assert set(by_author) == {"bob", "cy"}
+    assert by_author["bob"].tags["persrm/new_files"] == "bob/b1.txt, bob/b2.txt"
+    assert set(json.loads(result.cursor)) == {"bob/b1.txt", "bob/b2.txt", "cy/c1.txt", "top.txt", "bob/deep/d.txt"}
+    only_stray = _tick(json.dumps({k: v for k, v in json.loads(result.cursor).items() if "/" in k}))
+    assert not only_stray.run_requests and "outside author folders" in only_stray.skip_message
+
+
+def test_the_store_resource_says_where_the_incoming_folder_is(project, tmp_path, instance):
+    (tmp_path / "elsewhere" / "dee").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "dee" / "d.txt").write_text("text\n")
+    context = build_sensor_context(instance=instance, instance_ref=instance.get_ref(), definitions=defs,
+                                   resources={"store": ArtifactStore(incoming=str(tmp_path / "elsewhere"))})
+    assert [r.partition_key for r in new_exemplars_sensor.evaluate_tick(context).run_requests] == ["dee"]
 
 
 def test_weekly_schedule_requests_the_full_retrain(project, monkeypatch):
@@ -131,14 +172,16 @@ def test_weekly_schedule_requests_the_full_retrain(project, monkeypatch):
     request = data.run_requests[0]
     assert schedule.job_name == FULL and request.job_name in (None, FULL)
     assert request.tags["persrm/profile"] == "smoke"
-    assert request.run_config == {"resources": {"persrm": {"config": {"profile": "smoke"}}}}
+    assert request.run_config == {"resources": {"compute": {"config": {"profile": "smoke"}}}}
     validate_run_config(defs.resolve_job_def(FULL), request.run_config)
 
 
 def test_failure_sensor_appends_one_json_line(project):
-    # No data/raw beside the copied params: raw_exemplars fails at once.
+    # No data/raw beside the copied params: ingesting an author fails at once.
     instance = DagsterInstance.ephemeral()
-    result = defs.resolve_job_def("persrm_data_only").execute_in_process(instance=instance, raise_on_error=False)
+    instance.add_dynamic_partitions("authors", ["ghost"])
+    result = defs.resolve_job_def(INGEST).execute_in_process(instance=instance, partition_key="ghost",
+                                                            raise_on_error=False)
     assert not result.success
     context = build_run_status_sensor_context(
         sensor_name="record_run_failures", dagster_instance=instance, dagster_run=result.dagster_run,
@@ -149,6 +192,76 @@ def test_failure_sensor_appends_one_json_line(project):
     lines = log.read_text().splitlines()
     assert len(lines) == 1
     record = json.loads(lines[0])
-    assert record["run_id"] == result.run_id and record["job_name"] == "persrm_data_only"
+    assert record["run_id"] == result.run_id and record["job_name"] == INGEST
     assert record["failed_steps"] == ["raw_exemplars"]
     assert "no such file or directory" in record["error"]
+
+
+def _ingest(instance, author: str, request=None):
+    return defs.resolve_job_def(INGEST).execute_in_process(
+        instance=instance, partition_key=author, run_config=request.run_config if request else None,
+        tags=request.tags if request else None, raise_on_error=False)
+
+
+def _retrain_tick(instance, result):
+    context = build_run_status_sensor_context(
+        sensor_name="retrain_after_ingest", dagster_instance=instance, dagster_run=result.dagster_run,
+        dagster_event=result.get_run_success_event())
+    return retrain_after_ingest(context)
+
+
+def test_a_new_author_in_incoming_is_ingested_alone_then_one_retrain_is_requested(incoming, project, instance):
+    """The whole arrival path with Dagster's own objects: sensor tick -> partition added -> ingest run
+    of that author only -> retrain request. Nobody else's shard is rewritten."""
+    from dagster import RunRequest, SkipReason
+    from dagster._core.test_utils import create_run_for_test
+
+    for author in ("terse_engineer", "teen_texter", "formal_academic"):
+        shutil.copytree(REPO / "data" / "raw" / author, project / "data" / "raw" / author)
+    instance.add_dynamic_partitions("authors", ["formal_academic", "teen_texter", "terse_engineer"])
+    for author in ("formal_academic", "teen_texter", "terse_engineer"):
+        assert _ingest(instance, author).success
+    shards = project / "data" / "exemplars" / "authors"
+    before = {p.name: p.stat().st_mtime_ns for p in shards.iterdir()}
+    assert len(before) == 3
+
+    (incoming / "zed").mkdir()
+    for i, f in enumerate(sorted((REPO / "data" / "raw" / "terse_engineer").glob("*.txt"))[:5]):
+        (incoming / "zed" / f"z{i}.txt").write_text(f.read_text(encoding="utf-8").upper(), encoding="utf-8")
+    tick = _tick(instance=instance)
+    [request] = tick.run_requests
+    instance.add_dynamic_partitions("authors", list(tick.dynamic_partitions_requests[0].partition_keys))
+    result = _ingest(instance, request.partition_key, request)
+    assert result.success
+    [mat] = result.asset_materializations_for_node("raw_exemplars")
+    assert mat.partition == "zed" and mat.metadata["landed_files"].value == 5
+    assert sorted(p.name for p in (project / "data" / "raw" / "zed").iterdir()) == [f"z{i}.txt" for i in range(5)]
+    after = {p.name: p.stat().st_mtime_ns for p in shards.iterdir()}
+    assert {k: v for k, v in after.items() if k in before} == before  # the others' shards are untouched
+    union = (project / "data" / "exemplars" / "exemplars.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(union) == 3 * 26 + 5 and sum('"zed"' in line for line in union) == 5
+
+    retrain = _retrain_tick(instance, result)
+    assert isinstance(retrain, RunRequest) and retrain.run_key.startswith("retrain-after-ingest-")
+    assert retrain.tags["persrm/after_ingest_run"] == result.run_id
+    validate_run_config(defs.resolve_job_def(FULL), retrain.run_config)
+    # another ingest still running: the last one to finish requests the retrain, not this one
+    create_run_for_test(instance, job_name=INGEST, status=DagsterRunStatus.STARTED)
+    assert isinstance(_retrain_tick(instance, result), SkipReason)
+
+
+def test_a_bad_incoming_file_fails_the_authors_ingest_and_lands_nothing(incoming, project):
+    shutil.copytree(REPO / "data" / "raw" / "terse_engineer", project / "data" / "raw" / "terse_engineer")
+    (incoming / "terse_engineer").mkdir()
+    (incoming / "terse_engineer" / "new.txt").write_text("a perfectly good new text\n")
+    (incoming / "terse_engineer" / "zbad.txt").write_bytes(b"caf\xe9 latin-1 bytes\n")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("authors", ["terse_engineer"])
+    result = _ingest(instance, "terse_engineer")
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    while error.cause is not None:
+        error = error.cause
+    assert "zbad.txt" in error.message and "not valid UTF-8" in error.message
+    assert not (project / "data" / "raw" / "terse_engineer" / "new.txt").exists()
+    assert not list((project / "data" / "exemplars").rglob("*.jsonl"))  # no shard, no union

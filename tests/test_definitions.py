@@ -37,17 +37,42 @@ def test_corpus_checks_block_and_drift_checks_warn():
 
 
 def test_the_backend_is_a_swappable_resource():
-    from assets.resources import GenerationBackend, PersrmConfig
+    from assets.resources import GenerationBackend
     from persrm_core.config import load_settings
 
     s = load_settings("smoke")
     assert GenerationBackend().apply(s).generation == s.generation
     swapped = GenerationBackend(backend="openai", model="m", base_url="http://127.0.0.1:9/v1").apply(s)
     assert (swapped.generation.backend, swapped.generation.model) == ("openai", "m")
-    assert isinstance(defs.resources["persrm"], PersrmConfig)
+
+
+def test_compute_profile_and_artifact_store_are_separate_swappable_resources(tmp_path):
+    from assets.resources import ArtifactStore, ComputeProfile, GenerationBackend
+
+    assert isinstance(defs.resources["compute"], ComputeProfile)
+    assert isinstance(defs.resources["store"], ArtifactStore)
     assert isinstance(defs.resources["generation"], GenerationBackend)
+    store = ArtifactStore(root=str(tmp_path), incoming="landing")
+    smoke, gpu = ComputeProfile(profile="smoke").settings(store), ComputeProfile(profile="gpu").settings(store)
+    # The store alone moves every artifact; the profile alone changes what runs, not where it lands.
+    assert smoke.paths == gpu.paths and smoke.paths.rft == tmp_path / "data" / "models" / "rft"
+    assert (smoke.profile, gpu.profile) == ("smoke", "gpu") and smoke.sft != gpu.sft
+    assert store.incoming_dir() == tmp_path / "landing"
+    assert ArtifactStore(incoming=str(tmp_path / "abs")).incoming_dir() == tmp_path / "abs"
 
 
-def test_full_retrain_job_selects_every_asset():
-    job = defs.resolve_job_def("persrm_full_retrain")
-    assert len(job.asset_layer.selected_asset_keys) == 8
+def test_raw_exemplars_is_partitioned_by_author_and_nothing_else_is():
+    from dagster import DynamicPartitionsDefinition
+
+    graph = _graph()
+    parts = {k.path[-1]: graph.get(k).partitions_def for k in graph.get_all_asset_keys()}
+    assert isinstance(parts.pop("raw_exemplars"), DynamicPartitionsDefinition)
+    assert set(parts.values()) == {None}
+
+
+def test_jobs_split_ingest_from_retraining():
+    keys = lambda name: {k.path[-1] for k in defs.resolve_job_def(name).asset_layer.selected_asset_keys}  # noqa: E731
+    assert keys("persrm_ingest_authors") == {"raw_exemplars"}
+    assert keys("persrm_full_retrain") == set(CHAIN[1:]) | {"base_model", "scalar_rm"}
+    assert keys("persrm_data_only") == {"synthetic_pairs", "filtered_corpus"}
+    assert keys("persrm_eval_only") == {"eval_report"}

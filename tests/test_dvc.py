@@ -94,4 +94,4 @@ def test_each_stage_tracks_exactly_the_params_sections_it_reads():
         extra = {t for t in tracked - expected if t != "defaults.seed"}
         assert not extra, (stage, sorted(extra))
         assert dvc["stages"][stage]["cmd"] == "${run} " + stage  # one asset, through Dagster
-    assert dvc["vars"][0]["run"].endswith("persrm run --select")
+    assert dvc["vars"][0]["run"].endswith("persrm run --no-incoming --select")  # repro reads data/raw only

@@ -1,7 +1,8 @@
 """The Dagster UI server as a user drives it: `dagster dev` on a free loopback port (in its own process
 group, on a throw-away DAGSTER_HOME, with PERSRM_PARAMS pointing at a copy of the project in tmp_path),
-the whole chain launched and watched through GraphQL on the smoke profile, the six contract assets'
-materializations and the corpus checks read back through GraphQL, and the server's process group
+the authors registered as partitions and ingested in one run, then the full retrain launched and
+watched through GraphQL on the smoke profile, the six contract assets' materializations (one per
+author for raw_exemplars) and the corpus checks read back through GraphQL, and the server's process group
 gone after SIGTERM (SIGKILL after a grace period)."""
 
 from __future__ import annotations
@@ -53,19 +54,23 @@ def test_dagster_dev_materializes_the_chain_through_graphql(dagster_dev, ui_proj
     info = dagster_dev.wait_ready(timeout=120)
     assert info.get("dagster_webserver_version") or info.get("dagster_version"), info
 
+    smoke = {"resources": {"compute": {"config": {"profile": "smoke"}}}}
+    tags = {"persrm/profile": "smoke", "persrm/launched_by": "test_webserver"}
+    authors = sorted(p.name for p in (ui_project / "data" / "raw").iterdir() if p.is_dir())
     started = time.monotonic()
-    run_id = dagster_dev.launch_job(
-        FULL_RETRAIN_JOB, run_config={"resources": {"persrm": {"config": {"profile": "smoke"}}}},
-        tags={"persrm/profile": "smoke", "persrm/launched_by": "test_webserver"})
+    ingest_id = dagster_dev.ingest_authors(authors, run_config=smoke, tags=tags)
+    assert dagster_dev.wait_for_run(ingest_id, timeout=120) == "SUCCESS"
+    assert dagster_dev.partition_keys() == authors
+    run_id = dagster_dev.launch_job(FULL_RETRAIN_JOB, run_config=smoke, tags=tags)
     assert dagster_dev.wait_for_run(run_id, timeout=480) == "SUCCESS"
-    print(f"run {run_id} succeeded in {time.monotonic() - started:.0f} s")
+    print(f"ingest {ingest_id} and retrain {run_id} succeeded in {time.monotonic() - started:.0f} s")
 
     nodes = dagster_dev.asset_nodes()
     for asset in CHAIN:
         assert asset in nodes, f"{asset} is not in the UI's asset graph"
         mats = nodes[asset]["assetMaterializations"]
         assert mats, f"{asset} has no materialization in the UI"
-        assert mats[0]["runId"] == run_id
+        assert mats[0]["runId"] == (ingest_id if asset == "raw_exemplars" else run_id)
         meta = metadata(mats[0])
         assert meta, f"{asset}'s materialization carries no metadata"
         # every path it publishes lies in the temporary project, never in the repo's data/
