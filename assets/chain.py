@@ -1,9 +1,12 @@
 """The six assets of the contract, plus `base_model` beside them. Each publishes files at its
 contract path and returns metadata; nothing large travels through IO managers."""
 
+import warnings
+
 from dagster import (
     AssetExecutionContext,
     BackfillPolicy,
+    BetaWarning,
     DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
@@ -34,6 +37,8 @@ GROUP = "persrm"
 # author's new texts) materializes that author's partition only. `persrm run` and the new-exemplars
 # sensor register the partitions; the UI shows which authors are ingested and when.
 AUTHORS = DynamicPartitionsDefinition(name="authors")
+# BackfillPolicy.single_run (all partitions of a run in one step) is marked beta; we rely on it knowingly.
+warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
 
 
 def _settings(config, compute: ComputeProfile, store: ArtifactStore, generation: GenerationBackend | None = None):
@@ -80,14 +85,23 @@ def raw_exemplars(context: AssetExecutionContext, config: RawExemplarsConfig, co
 
 
 @asset(group_name=GROUP, deps=[raw_exemplars], kinds={"python", "parquet"},
-       description="Synthetic preference pairs: the author's continuation vs cross-author and rule-perturbed negatives.")
+       description="Synthetic preference pairs: the author's continuation vs cross-author, rule-perturbed, "
+                   "lexicon-swapped (and LLM) negatives. Each author's own-text pairs are kept in a shard and "
+                   "reused while the author's texts and the settings are unchanged; cross-author pairs and A/B "
+                   "positions are recomputed over everyone, so the file equals a build from scratch.")
 def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig, compute: ComputeProfile,
                     store: ArtifactStore, generation: GenerationBackend) -> MaterializeResult:
     s = _settings(config, compute, store, generation)
     with artifact_lock(s.paths.pairs):
         out = redact(pipeline.synthetic_pairs(s, progress=compute.progress))
+    rebuilt, reused = out["authors_rebuilt"], out["authors_reused"]
+    context.log.info(f"author-local pairs rebuilt for {len(rebuilt)} author(s) ({', '.join(rebuilt) or 'none'}), "
+                     f"reused from their shards for {len(reused)}; {out['cross_author_rebuilt']} cross-author "
+                     "pairs recomputed over the whole pool")
     return MaterializeResult(metadata={
         "pairs": out["pairs"], "label_A_share": out["label_A_share"], "backend": out["backend"],
+        "authors_rebuilt": MetadataValue.json(rebuilt), "authors_reused": len(reused),
+        "cross_author_rebuilt": out["cross_author_rebuilt"],
         "llm_outputs_refused": MetadataValue.json(out["llm_outputs_refused"]),
         "by_negative_type": MetadataValue.json(out["by_negative_type"]),
         "by_split": MetadataValue.json(out["by_split"]), "path": MetadataValue.path(str(s.paths.pairs))})

@@ -27,13 +27,19 @@ from persrm_core.synthesis import build_pairs
 log = logging.getLogger(__name__)
 
 
-def author_shard(s: Settings, author: str) -> Path:
-    """Where one author's ingested exemplars live: `<exemplars dir>/authors/<slug>-<hash>.jsonl`."""
+def author_file_name(author: str, suffix: str) -> str:
+    """`<slug>-<sha1(author)[:8]><suffix>`: readable, safe as a file name, and distinct for authors
+    whose slugs collide."""
     import hashlib
     import re
 
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", author).strip("._")[:60] or "author"
-    return s.paths.exemplars.parent / "authors" / f"{slug}-{hashlib.sha1(author.encode()).hexdigest()[:8]}.jsonl"
+    return f"{slug}-{hashlib.sha1(author.encode()).hexdigest()[:8]}{suffix}"
+
+
+def author_shard(s: Settings, author: str) -> Path:
+    """Where one author's ingested exemplars live: `<exemplars dir>/authors/<slug>-<hash>.jsonl`."""
+    return s.paths.exemplars.parent / "authors" / author_file_name(author, ".jsonl")
 
 
 def raw_exemplars(s: Settings, authors: list[str] | None = None, incoming: Path | None = None) -> dict:
@@ -84,6 +90,19 @@ def raw_exemplars(s: Settings, authors: list[str] | None = None, incoming: Path 
 
 
 def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
+    """Build `paths.pairs`, incrementally per author: each author's author-local rows (every negative
+    strategy but `cross_author`, before A/B positions) are kept in a Parquet shard under
+    `<pairs dir>/authors/` with a `manifest.json` of author -> {shard, key}, and reused while the
+    author's key (`_pair_shard_keys`: settings, seed, the author's texts and planned splits) is
+    unchanged. Cross-author pairs draw on the whole split and A/B positions are balanced over it,
+    so both are always recomputed; the pairs file is the same as a build from scratch. Shards and
+    manifest are published only after the pairs file is written.
+
+    Besides the counts, the summary names the authors whose rows were rebuilt and reused, and the
+    number of cross-author pairs (always rebuilt); `llm_outputs_refused` counts the LLM outputs
+    refused for the authors rebuilt now (reused authors make no LLM request)."""
+    from persrm_core.synthesis import LLM_STRATEGIES
+
     exemplars = read_exemplars(s.paths.exemplars, min_texts_per_author=1)
     if s.max_texts_per_author > 0:
         kept: Counter = Counter()
@@ -93,17 +112,141 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
                 subset.append(e)
                 kept[e.author_id] += 1
         exemplars = subset
-    backend, refused = generation_backend(s), {}
+    shards_dir = _pair_shards_dir(s)
+    keys = _pair_shard_keys(s, exemplars)
+    manifest = _read_pair_manifest(shards_dir)
+    local_types = {k for k, v in s.synthesis.negatives.items() if k != "cross_author" and v > 0}
+    reused = _reusable_pair_shards(shards_dir, manifest, keys, exemplars, local_types)
+    # The backend (for vLLM or transformers: a model load) only when some author's negatives are made now.
+    backend, refused = (generation_backend(s) if set(keys) - set(reused) else None), {}
     sampling = sampling_params(s) if backend is not None else None
+    built: dict[str, list[dict]] = {}
     rows = build_pairs(exemplars, s.synthesis, progress=progress, backend=backend, sampling=sampling,
-                       cache_path=s.generation.cache, dropped=refused)
+                       cache_path=s.generation.cache, dropped=refused, local_rows=reused, built_local=built)
     df = pl.DataFrame(rows, schema_overrides={"negative_source": pl.String})
     write_parquet(df, s.paths.pairs)
-    return {"pairs": df.height, "backend": s.generation.backend if backend is not None else "rules (offline)",
+    _publish_pair_shards(shards_dir, manifest, keys, built)
+    if reused:
+        log.info("synthetic pairs: author-local rows of %d author(s) reused, %d rebuilt", len(reused), len(built))
+    uses_llm = any(s.synthesis.negatives.get(k, 0) > 0 for k in LLM_STRATEGIES) and s.generation.backend != "rules"
+    return {"pairs": df.height, "backend": s.generation.backend if uses_llm else "rules (offline)",
             "llm_outputs_refused": refused,
             "by_negative_type": dict(Counter(df["negative_type"].to_list())),
             "by_split": dict(Counter(df["split"].to_list())),
-            "label_A_share": round(float((df["label"] == "A").mean()), 4)}
+            "label_A_share": round(float((df["label"] == "A").mean()), 4),
+            "authors_rebuilt": sorted(built), "authors_reused": sorted(reused),
+            "cross_author_rebuilt": int((df["negative_type"] == "cross_author").sum())}
+
+
+_PAIR_MANIFEST_VERSION = 1
+
+
+def _pair_shard_schema() -> dict:
+    """The columns of a pair shard: `synthesis.LOCAL_ROW_FIELDS`, each typed (lists of strings or strings)."""
+    from persrm_core.synthesis import LOCAL_ROW_FIELDS
+
+    return {name: (pl.List(pl.String) if name in ("perturbed_factors", "exemplar_sources") else pl.String)
+            for name in LOCAL_ROW_FIELDS}
+
+
+def _pair_shards_dir(s: Settings) -> Path:
+    return s.paths.pairs.parent / "authors"
+
+
+def _pair_shard_name(author: str) -> str:
+    return author_file_name(author, ".parquet")
+
+
+def _pair_shard_keys(s: Settings, exemplars: list) -> dict[str, str]:
+    """Per author, the key of the author's author-local rows (`synthesis.author_local_keys`), with
+    what the pipeline adds: the per-author text cap and, when an LLM strategy is on, the generation
+    settings that change its outputs (not keys, URLs or concurrency)."""
+    from persrm_core.synthesis import LLM_STRATEGIES, author_local_keys
+
+    g = s.generation
+    extra: dict = {"max_texts_per_author": s.max_texts_per_author}
+    if any(s.synthesis.negatives.get(k, 0) > 0 for k in LLM_STRATEGIES):
+        extra["generation"] = {"backend": g.backend, "model": g.model, "dtype": g.dtype, "temperature": g.temperature,
+                               "top_p": g.top_p, "max_tokens": g.max_tokens, "seed": s.seed}
+    return author_local_keys(exemplars, s.synthesis, extra)
+
+
+def _read_pair_manifest(shards_dir: Path) -> dict[str, dict]:
+    """author -> {"shard", "key"}; an absent or unreadable manifest is an empty one (all rebuilt)."""
+    path = shards_dir / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        authors = data["authors"] if data.get("version") == _PAIR_MANIFEST_VERSION else {}
+        return {a: e for a, e in authors.items()
+                if isinstance(e, dict) and isinstance(e.get("shard"), str) and isinstance(e.get("key"), str)}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+        log.warning("pair shards: manifest %s unreadable (%s); every author is rebuilt", path, exc)
+        return {}
+
+
+def _reusable_pair_shards(shards_dir: Path, manifest: dict[str, dict], keys: dict[str, str],
+                          exemplars: list, local_types: set[str]) -> dict[str, list[dict]]:
+    """The stored author-local rows of each author whose manifest key matches and whose shard reads
+    back whole and consistent; any other author is left out (rebuilt), an unreadable shard logged."""
+    from persrm_core.synthesis import text_id
+
+    schema = _pair_shard_schema()
+    ids: dict[str, set[str]] = {}
+    for e in exemplars:
+        ids.setdefault(e.author_id, set()).add(text_id(e))
+    out: dict[str, list[dict]] = {}
+    for author, key in keys.items():
+        entry = manifest.get(author)
+        if entry is None or entry["key"] != key:
+            continue
+        path = shards_dir / entry["shard"]
+        try:
+            if path.name != entry["shard"] or path.suffix != ".parquet":
+                raise ValueError(f"bad shard name {entry['shard']!r}")
+            df = pl.read_parquet(path)
+            if dict(df.schema) != schema or df.columns != list(schema):
+                raise ValueError(f"unexpected columns {df.schema}")
+            rows = df.to_dicts()
+            if "rows" in entry and entry["rows"] != len(rows):
+                raise ValueError(f"{len(rows)} rows, the manifest says {entry['rows']}")
+            for r in rows:
+                if r["author_id"] != author or r["chosen_source"] not in ids[author] \
+                        or r["negative_type"] not in local_types:
+                    raise ValueError(f"row {r['pair_id']!r} is not one of this author's author-local rows")
+        except Exception as exc:  # a bad shard costs a rebuild of its author, never the run
+            log.warning("pair shards: %s of author %r unreadable (%s: %s); rebuilding the author",
+                        path, author, type(exc).__name__, exc)
+            continue
+        out[author] = rows
+    return out
+
+
+def _publish_pair_shards(shards_dir: Path, old: dict[str, dict], keys: dict[str, str],
+                         built: dict[str, list[dict]]) -> None:
+    """Write the rebuilt authors' shards and the manifest (each atomically), then delete shards no
+    entry names (authors gone). The rebuilt authors' old entries are dropped from the manifest
+    before their shards are overwritten, so a run killed in between leaves them to be rebuilt, never
+    a stale key over new rows."""
+    from persrm_core.atomic import write_json
+
+    schema = _pair_shard_schema()
+    entries = {a: old[a] for a in keys if a in old and a not in built}
+    if set(built) & set(old):
+        write_json(shards_dir / "manifest.json", {"version": _PAIR_MANIFEST_VERSION, "authors": entries})
+    for author, rows in sorted(built.items()):
+        name = _pair_shard_name(author)
+        frame = pl.DataFrame([[r[f] for f in schema] for r in rows], schema=schema, orient="row")
+        write_parquet(frame, shards_dir / name)
+        entries[author] = {"shard": name, "key": keys[author], "rows": len(rows)}
+    entries = dict(sorted(entries.items()))
+    if built or entries != old:
+        write_json(shards_dir / "manifest.json", {"version": _PAIR_MANIFEST_VERSION, "authors": entries})
+    named = {e["shard"] for e in entries.values()}
+    for path in shards_dir.glob("*.parquet"):
+        if path.name not in named:
+            path.unlink(missing_ok=True)
 
 
 def sampling_params(s: Settings):

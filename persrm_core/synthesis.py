@@ -11,12 +11,20 @@ author's own continuation. Each task gets negatives from named strategies:
 Texts are assigned to splits before any pair is made (`plan_splits`), and every text a pair
 uses (chosen, negative source, exemplars) comes from texts its split may see, so no eval text
 leaks into train. A/B positions are shuffled and balanced within each split.
+
+Every strategy except `cross_author` is author-local: a text's rule, swap and LLM negatives depend
+only on the text, the seed and the exemplars shown (the same author's texts), each drawn from its
+own random stream (`task_rng`). So an author's author-local rows can be kept and reused while the
+author's texts, split plan and the settings are unchanged (`author_local_keys`, the `local_rows` of
+`build_pairs`); cross-author negatives draw on the whole split and are always rebuilt.
 """
 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import hashlib
+import json
 import random
 import re
 from collections import defaultdict
@@ -212,20 +220,75 @@ class _World:
     by_split: dict[str, list[int]]
     exemplar_pool: dict[tuple[str, str], list[str]]
     llm: dict[tuple[int, str], list[str]] = field(default_factory=dict)  # (task, strategy) -> outputs
+    reused: set[str] = field(default_factory=set)  # authors whose author-local rows are given
+    stored: dict[str, dict[str, list[dict]]] = field(default_factory=dict)  # text_id -> strategy -> rows
 
 
 _WORLD: _World | None = None
 
 
 def task_rng(seed: int, tid: str) -> random.Random:
-    """Each text's own random stream: a text's pairs do not depend on which other texts exist
-    or on the order (or the process) they are built in."""
+    """A text's own random stream: a text's pairs do not depend on which other texts exist or on
+    the order (or the process) they are built in.
+
+    `task_rng(seed, text_id)` draws the text's exemplars (its first and only draw, which
+    `_llm_outputs` repeats to know what each pair will show); each negative strategy then draws
+    from its own stream `task_rng(seed, f"{text_id}:{strategy}")` (`strategy_rng`), so no strategy's
+    pairs depend on how many draws another one made (cross-author draws depend on the whole pool)."""
     return random.Random(f"{seed}:{tid}")
+
+
+def strategy_rng(seed: int, tid: str, strategy: str) -> random.Random:
+    """The random stream of one negative strategy of one text (see `task_rng`)."""
+    return task_rng(seed, f"{tid}:{strategy}")
+
+
+# The fields of a pair row before A/B positions are assigned and exemplar texts attached, in order:
+# what `build_pairs` takes in `local_rows` and gives back in `built_local`.
+LOCAL_ROW_FIELDS = ("pair_id", "author_id", "prompt", "chosen", "rejected", "negative_type", "perturbed_factors",
+                    "split", "chosen_source", "negative_source", "exemplar_sources")
+# Bump when code changes what the author-local strategies make for the same inputs (kept rows go stale).
+AUTHOR_LOCAL_VERSION = 1
+PARALLEL_MIN_TASKS = 1000  # below this many texts, workers > 1 still builds in-process
+CHUNK_TASKS = 500  # texts per work item of the worker pool
+
+
+def author_local_keys(exemplars: list[Exemplar], cfg: SynthesisConfig, extra: dict | None = None) -> dict[str, str]:
+    """Per author, a hash of everything the author's author-local rows (every strategy except
+    `cross_author`) depend on: the synthesis settings (all but `workers`, which does not change the
+    output), the author-local strategies' bundled data (swap lexicon, LLM prompt templates), the
+    code version `AUTHOR_LOCAL_VERSION`, the JSON-able `extra` (the caller adds what it knows matters,
+    e.g. the LLM generation settings), and the author's own texts with their planned split. Rows
+    kept under an unchanged key are what `build_pairs` would build again."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}
+    local = {k: v for k, v in cfg.negatives.items() if k != "cross_author" and v > 0}
+    common: dict = {"version": AUTHOR_LOCAL_VERSION, "synthesis": settings, "local_counts": local,
+                    "extra": extra or {}}
+    if "lexicon_swap" in local:
+        from persrm_core.swap import lexicon_groups
+
+        common["lexicon"] = hashlib.sha1(repr(lexicon_groups()).encode()).hexdigest()
+    if llm := sorted(set(local) & set(LLM_STRATEGIES)):
+        from persrm_core.templates import STYLE_HINTS, TEMPLATES
+
+        common["templates"] = hashlib.sha1(repr(([TEMPLATES[s] for s in llm], STYLE_HINTS)).encode()).hexdigest()
+    common_hash = _digest(common)
+    plan = plan_splits(exemplars, cfg)
+    texts: dict[str, set[tuple[str, str, str]]] = defaultdict(set)
+    for ex in exemplars:
+        tid = text_id(ex)
+        texts[ex.author_id].add((tid, plan[tid], hashlib.sha1(ex.text.encode()).hexdigest()))
+    return {a: _digest({"common": common_hash, "author": a, "texts": sorted(t)}) for a, t in sorted(texts.items())}
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool = True,
                 workers: int | None = None, backend=None, sampling=None, cache_path=None,
-                dropped: dict | None = None) -> list[dict]:
+                dropped: dict | None = None, local_rows: dict[str, list[dict]] | None = None,
+                built_local: dict[str, list[dict]] | None = None) -> list[dict]:
     """Make pair rows: the Pair record fields plus `split`, `perturbed_factors` and the text ids
     each pair uses (`chosen_source`, `negative_source`, `exemplar_sources`). With `workers` > 1
     the texts' pairs are built in that many forked processes; the output is the same.
@@ -233,11 +296,28 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
     The LLM strategies (`LLM_STRATEGIES`) need a generation `backend` (`persrm_core.generation`),
     `sampling` params and a request `cache_path`; their outputs are generated for all texts first
     (batched, cached, validated by `persrm_core.llm_negatives`), and `dropped` receives the count
-    of outputs the validation refused, per reason."""
+    of outputs the validation refused, per reason (of the texts whose LLM negatives were made now).
+
+    Incremental builds: `local_rows` maps an author to the author's author-local rows (every
+    strategy but `cross_author`) as an earlier build gave them in `built_local`, valid while the
+    author's `author_local_keys` key is unchanged. Those rows are taken as they are (no
+    perturbation, swap or LLM request for the author's texts) and only the author's cross-author
+    pairs are made; the output is the same as without `local_rows`. `built_local` (an out-dict)
+    receives, for every other author of `exemplars`, the author-local rows built now: dicts of
+    `LOCAL_ROW_FIELDS`, before A/B positions and exemplar texts are added."""
     global _WORLD
     workers = cfg.workers if workers is None else workers
+    unknown = [k for k, v in cfg.negatives.items() if v > 0 and k not in STRATEGIES]
+    if unknown:
+        raise ValueError(f"unknown negative strategy {unknown[0]!r} (known: {', '.join(STRATEGIES)})")
     plan = plan_splits(exemplars, cfg)
     texts = {text_id(e): e for e in exemplars}
+    authors = {e.author_id for e in exemplars}
+    reused = set(local_rows or {}) & authors
+    stored: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for author in reused:
+        for row in (local_rows or {})[author]:
+            stored[row["chosen_source"]][row["negative_type"]].append(row)
     tasks = []
     for tid, ex in sorted(texts.items()):
         cut = split_text(ex.text, cfg)
@@ -264,28 +344,36 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
             exemplar_pool[(ex.author_id, EVAL_SEEN)].append(tid)
         else:
             exemplar_pool[(ex.author_id, EVAL_UNSEEN)].append(tid)
-    _WORLD = _World(cfg, tasks, neighbours, by_split, exemplar_pool)
+    _WORLD = _World(cfg, tasks, neighbours, by_split, exemplar_pool, reused=reused,
+                    stored={tid: dict(by_type) for tid, by_type in stored.items()})
     llm_counts = {k: v for k, v in cfg.negatives.items() if k in LLM_STRATEGIES and v > 0}
-    if llm_counts:
-        _WORLD.llm = _llm_outputs(tasks, texts, exemplar_pool, cfg, llm_counts, backend, sampling, cache_path,
-                                  progress, dropped)
+    todo = [i for i, t in enumerate(tasks) if t.author_id not in reused]
+    if llm_counts and todo:
+        _WORLD.llm = _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, llm_counts, backend, sampling,
+                                  cache_path, progress, dropped)
     rows: list[dict] = []
     try:
         with tqdm(total=len(tasks), desc="synthesising pairs", unit="text", disable=not progress) as bar:
-            if workers > 1 and len(tasks) > 1000:
+            if workers > 1 and len(tasks) > PARALLEL_MIN_TASKS:
                 import multiprocessing as mp
 
-                chunks = [range(lo, min(lo + 500, len(tasks))) for lo in range(0, len(tasks), 500)]
+                chunks = [range(lo, min(lo + CHUNK_TASKS, len(tasks))) for lo in range(0, len(tasks), CHUNK_TASKS)]
                 with mp.get_context("fork").Pool(workers) as pool:
-                    for chunk_rows in pool.imap(_chunk_pairs, chunks):
+                    for chunk, chunk_rows in zip(chunks, pool.imap(_chunk_pairs, chunks)):
                         rows.extend(chunk_rows)
-                        bar.update(500)
+                        bar.update(len(chunk))
             else:
                 for i in range(len(tasks)):
                     rows.extend(_task_pairs(i))
                     bar.update(1)
     finally:
         _WORLD = None
+    if built_local is not None:  # before positions and exemplar texts are added to the rows
+        fresh: dict[str, list[dict]] = {a: [] for a in sorted(authors - reused)}
+        for row in rows:
+            if row["negative_type"] != "cross_author" and row["author_id"] in fresh:
+                fresh[row["author_id"]].append(dict(row))
+        built_local.update(fresh)
     for row in rows:  # exemplar texts by id: workers send ids, not copies of the texts
         row["exemplars"] = [texts[t].text for t in row["exemplar_sources"]]
     return _assign_positions(rows, random.Random(cfg.seed))
@@ -296,22 +384,24 @@ def _exemplar_ids(task: Task, pool_of: dict, cfg: SynthesisConfig, rng: random.R
     return rng.sample(pool, k=min(cfg.num_exemplars, len(pool))) if pool else []
 
 
-def _llm_outputs(tasks, texts, exemplar_pool, cfg, counts, backend, sampling, cache_path, progress,
+def _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, counts, backend, sampling, cache_path, progress,
                  dropped) -> dict[tuple[int, str], list[str]]:
+    """LLM negatives of the tasks at indices `todo` (the others' rows are reused), keyed by (task index, strategy)."""
     from persrm_core.llm_negatives import llm_negatives
 
     if backend is None:
         raise ValueError(f"synthesis.negatives asks for {', '.join(counts)}, which need an LLM, but the "
                          "generation backend is `rules` (offline only); set generation.backend in params.yaml")
+    subset = [tasks[i] for i in todo]
     # The exemplars each text's pairs will show: the first draw of its own random stream, as in _task_pairs.
     shown = [[texts[t].text for t in _exemplar_ids(t, exemplar_pool, cfg, task_rng(cfg.seed, t.text_id))]
-             for t in tasks]
-    kept, refused = llm_negatives(tasks, shown, counts, backend, sampling, cache_path, progress=progress)
+             for t in subset]
+    kept, refused = llm_negatives(subset, shown, counts, backend, sampling, cache_path, progress=progress)
     if dropped is not None:
         dropped.update(refused)
     out: dict[tuple[int, str], list[str]] = defaultdict(list)
-    for i, strategy, text in kept:
-        out[(i, strategy)].append(text)
+    for j, strategy, text in kept:
+        out[(todo[j], strategy)].append(text)
     return dict(out)
 
 
@@ -322,12 +412,17 @@ def _chunk_pairs(chunk: range) -> list[dict]:
 def _task_pairs(i: int) -> list[dict]:
     w = _WORLD
     cfg, task = w.cfg, w.tasks[i]
-    rng = task_rng(cfg.seed, task.text_id)
-    ex_ids = _exemplar_ids(task, w.exemplar_pool, cfg, rng)
+    ex_ids = _exemplar_ids(task, w.exemplar_pool, cfg, task_rng(cfg.seed, task.text_id))
     if not ex_ids:
         return []
+    # An author whose author-local rows are given: those are taken as they are, only cross-author ones are made.
+    stored = w.stored.get(task.text_id, {}) if task.author_id in w.reused else None
     rows = []
     for strategy, count in cfg.negatives.items():
+        if stored is not None and strategy != "cross_author":
+            rows.extend(dict(row) for row in stored.get(strategy, ()))
+            continue
+        rng = strategy_rng(cfg.seed, task.text_id, strategy)
         for k in range(count):
             made = _negative(strategy, task, w, i, rng, k)
             if made is None:

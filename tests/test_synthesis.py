@@ -524,18 +524,27 @@ def test_lexicon_swap_pairs_differ_from_the_chosen_text_by_three_or_four_words(c
 
 def test_adding_an_author_leaves_everyone_elses_splits_and_own_pairs_alone(corpus):
     """Exemplars arrive per author over time: a newcomer must not reshuffle existing splits, and
-    every existing text's rule and swap pairs stay byte-identical (cross-author negatives may now
-    draw on the newcomer, so they are excluded)."""
-    cfg = SynthesisConfig(seed=7, unseen_authors=1, negatives={"rule_perturbation": 1, "lexicon_swap": 1})
+    every existing text's rule and swap pairs stay byte-identical, even with cross-author negatives
+    drawn first (each strategy has its own random stream, so the cross-author draws, which may now
+    land on the newcomer, do not shift the others)."""
+    cfg = SynthesisConfig(seed=7, unseen_authors=1,
+                          negatives={"cross_author": 1, "rule_perturbation": 1, "lexicon_swap": 1})
     newcomer = [Exemplar(author_id="zed", text=e.text.upper()) for e in corpus if e.author_id == corpus[0].author_id]
     before, after = plan_splits(corpus, cfg), plan_splits(corpus + newcomer, cfg)
     assert {t: s for t, s in after.items() if t in before} == before
     own = lambda rows: {r["pair_id"]: (r["response_a"], r["response_b"], r["split"]) for r in rows  # noqa: E731
-                        if r["author_id"] != "zed"}
-    old_pairs = own(build_pairs(corpus, cfg, progress=False))
-    new_pairs = own(build_pairs(corpus + newcomer, cfg, progress=False))
+                        if r["author_id"] != "zed" and r["negative_type"] != "cross_author"}
+    old_local: dict[str, list[dict]] = {}
+    new_local: dict[str, list[dict]] = {}
+    old_rows = build_pairs(corpus, cfg, progress=False, built_local=old_local)
+    new_rows = build_pairs(corpus + newcomer, cfg, progress=False, built_local=new_local)
+    old_pairs, new_pairs = own(old_rows), own(new_rows)
+    assert {r["negative_type"] for r in old_rows} == {"cross_author", "rule_perturbation", "lexicon_swap"}
+    assert any(r["negative_source"] in {text_id(e) for e in newcomer} for r in new_rows if r["author_id"] != "zed")
     same = {k: v for k, v in new_pairs.items() if k in old_pairs}
-    assert same.keys() == old_pairs.keys()
+    assert same.keys() == old_pairs.keys() and len(old_pairs) >= 40
     # A/B positions are re-balanced over the whole split, so compare the unordered responses
     assert {k: (frozenset(v[:2]), v[2]) for k, v in same.items()} == {
         k: (frozenset(v[:2]), v[2]) for k, v in old_pairs.items()}
+    # and before positions are assigned, every existing author's author-local rows are equal field by field
+    assert {a: rows for a, rows in new_local.items() if a != "zed"} == old_local
