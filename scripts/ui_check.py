@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         repo_path = LOCATION if repo_name == "__repository__" else f"{repo_name}@{LOCATION}"
         pages = [
             ("asset_graph", f"{server.url}/locations/{quote(repo_path)}/asset-groups/{GROUP}", CHAIN),
-            ("raw_exemplars_partitions", f"{server.url}/assets/raw_exemplars?view=partitions",
+            ("raw_exemplars_partitions", f"{server.url}/assets/raw_exemplars?view=partitions&partition=terse_engineer",
              ["raw_exemplars", "terse_engineer"]),
             ("eval_report", f"{server.url}/assets/eval_report", ["eval_report", "accuracy_rft"]),
         ]
