@@ -29,17 +29,14 @@ class ChainResult:
     def all_events(self) -> list:
         return [e for r in self.results for e in r.all_events]
 
-    @property
-    def run_ids(self) -> list[str]:
-        return [r.run_id for r in self.results]
-
 
 def sync_author_partitions(instance: DagsterInstance, present: list[str]) -> tuple[list[str], list[str]]:
     """Make the `authors` partitions exactly the authors in `paths.raw`: register newcomers, drop
     authors whose texts are gone. Returns (added, removed)."""
     known = instance.get_dynamic_partitions(AUTHORS.name)
-    added = [a for a in present if a not in set(known)]
-    removed = [a for a in known if a not in set(present)]
+    known_set, present_set = set(known), set(present)
+    added = [a for a in present if a not in known_set]
+    removed = [a for a in known if a not in present_set]
     if added:
         instance.add_dynamic_partitions(AUTHORS.name, added)
     for a in removed:
@@ -58,7 +55,7 @@ def run_chain(profile: str | None = None, select: list[str] | None = None, param
     before the rest of the selection runs once over the union. Authors' new texts waiting in the
     incoming folder land in `paths.raw` first, unless `land_incoming` is false (`dvc repro`)."""
     from persrm_core.errors import InputError
-    from persrm_core.ingest import list_authors, read_exemplars
+    from persrm_core.ingest import incoming_authors, list_authors, read_exemplars
 
     unknown = sorted(set(select or []) - set(ASSET_KEYS))
     if unknown:
@@ -82,7 +79,7 @@ def run_chain(profile: str | None = None, select: list[str] | None = None, param
         s = resources["compute"].settings(resources["store"])
         present = list_authors(s.paths.raw) if s.paths.raw.exists() else []
         # Authors whose texts wait in the incoming folder are ingested too (their texts land in paths.raw).
-        waiting = authors_waiting(resources["store"].incoming_dir(params_path)) if land_incoming else []
+        waiting = incoming_authors(resources["store"].incoming_dir(params_path)) if land_incoming else []
         todo = sorted(set(authors)) if authors else sorted(set(present) | set(waiting))
         if not todo:  # nothing to ingest: the reader's own error (missing folder, no .txt, ...)
             read_exemplars(s.paths.raw, s.min_texts_per_author)
@@ -100,14 +97,6 @@ def run_chain(profile: str | None = None, select: list[str] | None = None, param
     if keys:
         _materialize(keys, tags=tags)
     return out
-
-
-def authors_waiting(incoming) -> list[str]:
-    """Sub-folders of the incoming folder that hold `.txt` texts: authors with texts to land."""
-    if not incoming.is_dir():
-        return []
-    return sorted(p.name for p in incoming.iterdir()
-                  if p.is_dir() and not p.name.startswith(".") and any(p.glob("*.txt")))
 
 
 def failures(result) -> list[str]:

@@ -96,12 +96,17 @@ def _read_grouped_json(path: Path) -> list[Exemplar]:
     return out
 
 
-def _author_dirs(root: Path) -> list[tuple[str, Path]]:
+def _split_levels(root: Path) -> list[Path]:
+    """The `train/`, `test/`, ... levels when every sub-directory of `root` is one; else []."""
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if subdirs and all(p.name.lower() in SPLIT_LEVELS for p in subdirs):
-        return [(a.name, a) for level in subdirs for a in sorted(level.iterdir())
+    return subdirs if subdirs and all(p.name.lower() in SPLIT_LEVELS for p in subdirs) else []
+
+
+def _author_dirs(root: Path) -> list[tuple[str, Path]]:
+    if levels := _split_levels(root):
+        return [(a.name, a) for level in levels for a in sorted(level.iterdir())
                 if a.is_dir() and not a.name.startswith(".")]
-    return [(p.name, p) for p in subdirs]
+    return [(p.name, p) for p in sorted(root.iterdir()) if p.is_dir() and not p.name.startswith(".")]
 
 
 def _read_folder(root: Path, author: str, folder: Path) -> list[Exemplar]:
@@ -135,16 +140,14 @@ def read_authors(src: str | Path, authors: list[str], min_texts_per_author: int 
     read, so one author's texts can be ingested while another's are still being written; a file
     is read once. An author without texts is an error naming the source and the author."""
     src = Path(src)
-    wanted = set(authors)
+    got: dict[str, list[Exemplar]] = {a: [] for a in authors}
     if src.is_dir():
-        got: dict[str, list[Exemplar]] = {a: [] for a in authors}
         for author, folder in _author_dirs(src):
-            if author in wanted:
+            if author in got:
                 got[author] += _read_folder(src, author, folder)
     else:
-        got = {a: [] for a in authors}
         for e in read_exemplars(src, min_texts_per_author=1):
-            if e.author_id in wanted:
+            if e.author_id in got:
                 got[e.author_id].append(e)
     for author in authors:
         if not got[author]:
@@ -154,6 +157,21 @@ def read_authors(src: str | Path, authors: list[str], min_texts_per_author: int 
     return got
 
 
+def _incoming_files(folder: Path) -> list[Path]:
+    """The `.txt` files (not hidden) an incoming author folder holds, sorted; [] without the folder."""
+    if not folder.is_dir():
+        return []
+    return [f for f in sorted(folder.glob("*.txt")) if f.is_file() and not f.name.startswith(".")]
+
+
+def incoming_authors(incoming: str | Path) -> list[str]:
+    """The authors (sub-folders of the incoming folder, not hidden) with texts waiting to land."""
+    incoming = Path(incoming)
+    if not incoming.is_dir():
+        return []
+    return sorted(p.name for p in incoming.iterdir() if not p.name.startswith(".") and _incoming_files(p))
+
+
 def land_incoming(incoming: str | Path, raw: str | Path, author: str) -> list[str]:
     """Copy the `.txt` files of `incoming/<author>/` into the raw directory's `<author>/` folder
     (every file is validated first, each copy is atomic; a file already there with the same bytes
@@ -161,24 +179,22 @@ def land_incoming(incoming: str | Path, raw: str | Path, author: str) -> list[st
     from persrm_core.atomic import atomic_path
 
     folder = Path(incoming) / author
-    if not folder.is_dir():
-        return []
-    files = [f for f in sorted(folder.glob("*.txt")) if f.is_file() and not f.name.startswith(".")]
+    files = _incoming_files(folder)
     raw = Path(raw)
     if files and raw.exists() and not raw.is_dir():
         raise InputError(raw, f"new texts for author {author!r} wait in {folder}, but paths.raw is a file; "
                               "incoming texts are landed only into a folder-per-author directory")
-    for f in files:  # all or nothing: validate every file before copying any
-        _check_text(_decode(f, f.read_bytes()), f, None)
-    subdirs = [p for p in sorted(raw.iterdir()) if p.is_dir() and not p.name.startswith(".")] if raw.is_dir() else []
-    if subdirs and all(p.name.lower() in SPLIT_LEVELS for p in subdirs):  # train/<author>/ layouts
-        dest = next((level / author for level in subdirs if (level / author).is_dir()), subdirs[0] / author)
+    contents = {f: f.read_bytes() for f in files}
+    for f, data in contents.items():  # all or nothing: validate every file before copying any
+        _check_text(_decode(f, data), f, None)
+    levels = _split_levels(raw) if raw.is_dir() else []
+    if levels:  # train/<author>/ layouts: where the author already is, else the first level
+        dest = next((level / author for level in levels if (level / author).is_dir()), levels[0] / author)
     else:
         dest = raw / author
     landed = []
-    for f in files:
+    for f, data in contents.items():
         target = dest / f.name
-        data = f.read_bytes()
         if target.is_file() and target.read_bytes() == data:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)

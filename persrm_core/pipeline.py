@@ -50,7 +50,6 @@ def raw_exemplars(s: Settings, authors: list[str] | None = None, incoming: Path 
     Shards of authors no longer in `paths.raw` are removed; authors in `paths.raw` that have no
     shard yet (never ingested) are reported and left out of the union."""
     from persrm_core.ingest import land_incoming, list_authors, read_authors
-    from persrm_core.records import exemplar_from_dict, jsonl_lines, parse_json
 
     present = list_authors(s.paths.raw) if s.paths.raw.exists() else []
     todo = sorted(set(present) if authors is None else set(authors))
@@ -71,11 +70,12 @@ def raw_exemplars(s: Settings, authors: list[str] | None = None, incoming: Path 
     union, not_ingested = [], []
     for author in present:
         shard = author_shard(s, author)
-        if not shard.is_file():
+        if author in ingested:  # just written: no need to read it back
+            union += ingested[author]
+        elif shard.is_file():
+            union += read_exemplars(shard, min_texts_per_author=1)
+        else:
             not_ingested.append(author)
-            continue
-        union += [exemplar_from_dict(parse_json(line, shard, f"line {i}"), shard, f"line {i}")
-                  for i, line in enumerate(jsonl_lines(shard), start=1) if line.strip()]
     write_jsonl(s.paths.exemplars, (e.to_dict() for e in union))
     words = Counter()
     for e in union:
