@@ -17,11 +17,13 @@ from dagster import (
 from assets.configs import (
     BaseModelConfig,
     EvalReportConfig,
+    EvidenceModelConfig,
     FilteredCorpusConfig,
     RawExemplarsConfig,
     RftConfig,
     ScalarRMConfig,
     SftConfig,
+    StyleEncoderConfig,
     SyntheticPairsConfig,
 )
 from assets.resources import ArtifactStore, ComputeProfile, GenerationBackend
@@ -122,7 +124,42 @@ def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig
         "path": MetadataValue.path(str(s.paths.corpus))})
 
 
-@asset(group_name=GROUP, deps=[filtered_corpus], kinds={"pytorch"},
+@asset(group_name=GROUP, deps=[filtered_corpus], kinds={"pytorch", "sentence-transformers"},
+       description="The style encoder: the bundled MiniLM fine-tuned contrastively on the training split's authors "
+                   "(less the calibration authors), published as a sentence-transformers folder.")
+def style_encoder(context: AssetExecutionContext, config: StyleEncoderConfig, compute: ComputeProfile,
+                  store: ArtifactStore) -> MaterializeResult:
+    s = _settings(config, compute, store)
+    with artifact_lock(s.paths.style_encoder):
+        out = redact(pipeline.style_encoder(s, progress=compute.progress))
+    curve = out.pop("curve")
+    context.log.info(f"style encoder: held-out same-author accuracy {out['heldout_same_author_accuracy_before']} "
+                     f"-> {out['heldout_same_author_accuracy']} after {out['steps']} steps on {out['authors']} authors")
+    return MaterializeResult(metadata={
+        **{k: v for k, v in out.items() if k not in ("path", "calibration_authors")},
+        "calibration_authors": MetadataValue.json(out["calibration_authors"]),
+        "loss_curve": _md_table([{"step": a, "loss": b} for a, b in curve[:: max(1, len(curve) // 30)]]),
+        "path": MetadataValue.path(out["path"])})
+
+
+@asset(group_name=GROUP, deps=[filtered_corpus, style_encoder], kinds={"python", "numpy"},
+       description="The evidence the judge reads: IDF tables fitted on the training corpus, the style encoder, "
+                   "and the `combined` weights of the style signals fitted on the calibration authors' train pairs.")
+def evidence_model(context: AssetExecutionContext, config: EvidenceModelConfig, compute: ComputeProfile,
+                   store: ArtifactStore) -> MaterializeResult:
+    s = _settings(config, compute, store)
+    with artifact_lock(s.paths.evidence):
+        out = redact(pipeline.evidence_model(s, progress=compute.progress))
+    context.log.info(f"combined weights {out['weights']}; fit accuracy {out['fit_accuracy']} on {out['fit_pairs']} pairs")
+    return MaterializeResult(metadata={
+        "weights": _md_table([{"signal": k, "weight": v} for k, v in out["weights"].items()]),
+        "fit_accuracy": out["fit_accuracy"], "fit_pairs": out["fit_pairs"], "idf_texts": out["idf_texts"],
+        "fit_authors": MetadataValue.json(out["fit_authors"]),
+        "fit_accuracy_by_negative_type": MetadataValue.json(out["fit_accuracy_by_negative_type"]),
+        "path": MetadataValue.path(out["path"])})
+
+
+@asset(group_name=GROUP, deps=[filtered_corpus, evidence_model], kinds={"pytorch"},
        description="The base LM: `tiny` (tokenizer trained on train text + random Qwen2) or a hub id/path.")
 def base_model(context: AssetExecutionContext, config: BaseModelConfig, compute: ComputeProfile,
                     store: ArtifactStore) -> MaterializeResult:
@@ -132,7 +169,7 @@ def base_model(context: AssetExecutionContext, config: BaseModelConfig, compute:
     return MaterializeResult(metadata={k: v for k, v in out.items()})
 
 
-@asset(group_name=GROUP, deps=[filtered_corpus, base_model], kinds={"pytorch"},
+@asset(group_name=GROUP, deps=[filtered_corpus, evidence_model, base_model], kinds={"pytorch"},
        description="TRL SFT of the judge on offline-written reasoning traces (loss on the completion only).")
 def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: ComputeProfile,
                     store: ArtifactStore) -> MaterializeResult:
@@ -162,7 +199,7 @@ def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, compute: C
     return _checkpoint_result(out, "loss")
 
 
-@asset(group_name=GROUP, deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus, scalar_rm],
+@asset(group_name=GROUP, deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus, scalar_rm, evidence_model],
        kinds={"python"},
        description="Base, SFT, RFT and baselines judged on the eval split: metrics.json, report.md, report.html.")
 def eval_report(context: AssetExecutionContext, config: EvalReportConfig, compute: ComputeProfile,
@@ -183,9 +220,10 @@ def eval_report(context: AssetExecutionContext, config: EvalReportConfig, comput
         **{f"accuracy_{name}": m["accuracy"] for name, m in judges.items()},
         **{f"real_authors_accuracy_{name}": m["accuracy"]
            for name, m in out["metrics"].get("real_authors", {}).get("judges", {}).items()},
+        "profile": s.profile,
         "report": MetadataValue.path(out["files"]["report_md"]),
         "report_html": MetadataValue.path(out["files"]["report_html"])})
 
 
-ALL_ASSETS = [raw_exemplars, synthetic_pairs, filtered_corpus, base_model, sft_checkpoint, rft_checkpoint,
-              scalar_rm, eval_report]
+ALL_ASSETS = [raw_exemplars, synthetic_pairs, filtered_corpus, style_encoder, evidence_model, base_model,
+              sft_checkpoint, rft_checkpoint, scalar_rm, eval_report]

@@ -40,6 +40,17 @@ class FilteredCorpusConfig(_Overrides):
     max_length_ratio: Optional[float] = Field(default=None, description="filter.max_length_ratio")
 
 
+class StyleEncoderConfig(_Overrides):
+    _section = "style_encoder"
+    steps: Optional[int] = Field(default=None, description="style_encoder.steps (0 = the bundled MiniLM untuned)")
+    learning_rate: Optional[float] = Field(default=None, description="style_encoder.learning_rate")
+
+
+class EvidenceModelConfig(_Overrides):
+    _section = "evidence"
+    cross_author_weight: Optional[float] = Field(default=None, description="evidence.cross_author_weight")
+
+
 class BaseModelConfig(_Overrides):
     """base_model's settings are the profile's `base_model` section; nothing to override per run."""
 

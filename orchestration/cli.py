@@ -13,8 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from persrm_core.errors import InputError  # noqa: E402
 
-ASSET_KEYS = ["raw_exemplars", "synthetic_pairs", "filtered_corpus", "base_model", "sft_checkpoint",
-              "rft_checkpoint", "scalar_rm", "eval_report"]
+ASSET_KEYS = ["raw_exemplars", "synthetic_pairs", "filtered_corpus", "style_encoder", "evidence_model", "base_model",
+              "sft_checkpoint", "rft_checkpoint", "scalar_rm", "eval_report"]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +43,10 @@ def _parser() -> argparse.ArgumentParser:
         j = sub.add_parser(name, help=helptext)
         who = j.add_mutually_exclusive_group(required=name == "judge")
         who.add_argument("--model", help="checkpoint directory (or hub id available offline)")
-        who.add_argument("--baseline", choices=["random", "length", "stylometric", "ngram", "embedding"])
+        who.add_argument("--baseline", choices=["random", "length", "stylometric", "ngram", "embedding", "combined"])
+        j.add_argument("--evidence", default=None,
+                       help="fitted evidence folder for --baseline combined (default: the profile's paths.evidence, "
+                            "data/models/evidence after `make demo`); a --model checkpoint carries its own")
         j.add_argument("--pairs", required=True, help="pair records, JSONL or Parquet")
         j.add_argument("--out", required=True, help="output JSONL (judge) or directory (evaluate)")
         j.add_argument("--profile", default=None, help="params.yaml profile for render and generation limits")
@@ -68,7 +71,13 @@ def _judge(args, pairs, s) -> list[dict]:
     from persrm_core.judge import ModelJudge, baseline_judge
 
     if args.baseline:
-        return baseline_judge(args.baseline, pairs, seed=args.seed, both_orders=args.both_orders)
+        evidence = None
+        if args.baseline == "combined":
+            evidence = Path(args.evidence) if args.evidence else s.paths.evidence
+            if not (evidence / "evidence.json").is_file():
+                raise InputError(evidence, "no fitted evidence here (evidence.json); run `make demo` or "
+                                 "`persrm run --select evidence_model`, or pass --evidence DIR")
+        return baseline_judge(args.baseline, pairs, seed=args.seed, both_orders=args.both_orders, evidence=evidence)
     if not (Path(args.model).is_dir() and (Path(args.model) / "config.json").exists()):
         raise InputError(args.model, "not a checkpoint directory (no config.json)")
     judge = ModelJudge(args.model, s.render, _gen(args, s), trust_remote_code=s.base_model.trust_remote_code)

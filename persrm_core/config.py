@@ -16,6 +16,7 @@ from persrm_core.errors import InputError
 from persrm_core.judge_format import RenderLimits
 from persrm_core.model import TinyModelConfig
 from persrm_core.scalar_rm import ScalarRMConfig
+from persrm_core.style_encoder import StyleEncoderConfig
 from persrm_core.synthesis import SynthesisConfig
 from persrm_core.training import GRPOSettings, TrainConfig
 
@@ -59,12 +60,23 @@ class BackendSettings:
 
 
 @dataclass
+class EvidenceSettings:
+    """`evidence`: how the fitted evidence (`persrm_core.signals`) and the `combined` weights are
+    fitted on the training split (`pipeline.evidence_model`)."""
+
+    fit_pairs: int = 1500  # train pairs the combined weights are fitted on (sampled by seed; 0 = all)
+    cross_author_weight: float = 2.0  # a cross-author pair counts this many times in the fit
+    l2: float = 0.01
+
+
+@dataclass
 class RealAuthorsSettings:
     """Every judge on real authors' writing (`persrm_core.real_authors`), in its own report section."""
 
     dir: Path | None = None  # directory-per-author corpus; relative = to params.yaml's folder; None = off
     max_pairs: int = 200  # pairs sampled (deterministically, by seed) from the held-out texts; 0 = all
     num_exemplars: int = 2  # the author's other texts shown with each pair
+    only_unseen: bool = False  # only the authors the synthesis held out as unseen (a profile trained on the corpus)
 
 
 @dataclass
@@ -91,6 +103,8 @@ class Paths:
     rft: Path
     scalar_rm: Path
     report: Path
+    style_encoder: Path
+    evidence: Path
 
 
 @dataclass
@@ -104,6 +118,8 @@ class Settings:
     max_texts_per_author: int
     filter: FilterConfig
     render: RenderLimits
+    style_encoder: StyleEncoderConfig
+    evidence: EvidenceSettings
     base_model: BaseModelSettings
     sft: TrainConfig
     rft: GRPOSettings
@@ -130,11 +146,14 @@ def confined_path(root: Path, value: str | Path, params_path: Path, key: str) ->
 # The sections of `defaults` a profile may override, and the ones each stage reads: dvc.yaml lists
 # exactly these as a stage's params (for every profile; tests/test_dvc.py keeps the two in step),
 # so changing an eval-only setting reruns only the eval stage.
-SECTIONS = ("ingest", "synthesis", "generation", "filter", "render", "base_model", "sft", "rft", "scalar_rm", "eval")
+SECTIONS = ("ingest", "synthesis", "generation", "filter", "render", "style_encoder", "evidence", "base_model", "sft",
+            "rft", "scalar_rm", "eval")
 STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
     "raw_exemplars": ("ingest",),
     "synthetic_pairs": ("synthesis", "generation"),
     "filtered_corpus": ("filter",),
+    "style_encoder": ("style_encoder",),
+    "evidence_model": ("evidence",),
     "base_model": ("base_model", "render"),
     "sft_checkpoint": ("base_model", "render", "sft", "generation"),  # generation: teacher traces
     "rft_checkpoint": ("base_model", "render", "rft"),
@@ -201,7 +220,17 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
                              f"profiles.{name}")
     merged = _merge(_merge(params.get("defaults", {}), profiles[profile] or {}), overrides or {})
     root = Path(root) if root else params_path.parent
-    paths = Paths(**{k: confined_path(root, v, params_path, f"paths.{k}") for k, v in params["paths"].items()})
+    given = {"style_encoder": "data/models/style_encoder", "evidence": "data/models/evidence", **params["paths"]}
+    paths = Paths(**{k: confined_path(root, v, params_path, f"paths.{k}") for k, v in given.items()})
+    ingest = dict(merged.get("ingest") or {})
+    if unknown := set(ingest) - {"min_texts_per_author", "source"}:
+        raise InputError(params_path, f"unknown key(s) {sorted(unknown)} (known: min_texts_per_author, source)",
+                         "ingest")
+    if source := str(ingest.get("source") or "").strip():
+        # A directory-per-author corpus read in place of paths.raw (e.g. the `real` profile's
+        # journalists); relative to the params file's folder, like eval.real_authors.dir.
+        src = Path(source)
+        paths.raw = src if src.is_absolute() else (params_path.parent / src).resolve()
     seed = int(merged.get("seed", 0))
     syn = dict(merged["synthesis"])
     max_texts = int(syn.pop("max_texts_per_author", 0))
@@ -217,6 +246,9 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
         max_texts_per_author=max_texts,
         filter=_build(FilterConfig, merged["filter"], "filter", params_path),
         render=_build(RenderLimits, merged["render"], "render", params_path),
+        style_encoder=_build(StyleEncoderConfig, {**merged.get("style_encoder", {}), "seed": seed}, "style_encoder",
+                             params_path),
+        evidence=_build(EvidenceSettings, merged.get("evidence", {}), "evidence", params_path),
         base_model=_build(BaseModelSettings, bm, "base_model", params_path),
         sft=_build(TrainConfig, {**merged["sft"], "seed": seed}, "sft", params_path),
         rft=_build(GRPOSettings, {**merged["rft"], "seed": seed}, "rft", params_path),

@@ -11,14 +11,32 @@ import dataclasses
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from persrm_core.judge_format import RenderLimits, parse_verdict, render_messages
 from persrm_core.records import Pair
+from persrm_core.signals import EvidenceModel
 from persrm_core.style import distance, measure, profile
 
-BASELINES = ("random", "length", "stylometric", "ngram", "embedding")
+BASELINES = ("random", "length", "stylometric", "ngram", "embedding", "combined")
+EVIDENCE_DIR = "evidence"  # where a checkpoint carries the fitted evidence it was trained to read
+
+
+def evidence_model_for(model_dir: str | Path, evidence: EvidenceModel | str | Path | None = None) -> EvidenceModel:
+    """The evidence a judge at `model_dir` reads: `evidence` when given, else the checkpoint's own
+    `evidence/` folder, else evidence with nothing fitted."""
+    from persrm_core.evidence import untrained_model
+
+    if isinstance(evidence, EvidenceModel):
+        return evidence
+    if evidence is not None:
+        return EvidenceModel.load(evidence)
+    own = Path(str(model_dir)) / EVIDENCE_DIR
+    if own.is_dir():
+        return EvidenceModel.load(own)
+    return untrained_model()
 
 
 def swapped(pair: Pair) -> Pair:
@@ -44,13 +62,17 @@ class ModelJudge:
 
     def __init__(self, model_dir: str, limits: RenderLimits = RenderLimits(),
                  gen: GenerationSettings = GenerationSettings(), dtype: str = "float32",
-                 trust_remote_code: bool = False):
+                 trust_remote_code: bool = False, evidence: EvidenceModel | str | Path | None = None):
+        """`evidence`: the fitted evidence the judge reads (`persrm_core.signals.EvidenceModel` or its
+        folder); by default the one the checkpoint carries (`<model_dir>/evidence/`), else evidence
+        with nothing fitted (`evidence.untrained_model`)."""
         import torch
 
         from persrm_core.model import load_model, load_tokenizer
 
         self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
         self.limits, self.gen, self.engine = limits, gen, None
+        self.evidence = evidence_model_for(model_dir, evidence) if limits.evidence else None
         if gen.engine == "vllm":
             from transformers import AutoConfig
 
@@ -74,11 +96,20 @@ class ModelJudge:
         text = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def generate(self, pairs: Sequence[Pair], desc: str = "judging") -> list[str]:
+    def read_evidence(self, pairs: Sequence[Pair]) -> list:
+        """The evidence of each pair as the judge is shown it (None each when evidence is off)."""
+        if self.evidence is None:
+            return [None] * len(pairs)
+        from persrm_core.evidence import read_pairs
+
+        return read_pairs(self.evidence, [(list(p.exemplars), p.response_a, p.response_b) for p in pairs])
+
+    def generate(self, pairs: Sequence[Pair], desc: str = "judging", evs: Sequence | None = None) -> list[str]:
         import torch
 
-        messages = [render_messages(p.exemplars, p.prompt, p.response_a, p.response_b, self.limits, self._count)
-                    for p in pairs]
+        evs = self.read_evidence(pairs) if evs is None else evs
+        messages = [render_messages(p.exemplars, p.prompt, p.response_a, p.response_b, self.limits, self._count, ev)
+                    for p, ev in zip(pairs, evs)]
         if self.engine is not None:  # vLLM batches and schedules the whole list itself
             from persrm_core.generation import GenRequest, SamplingParams
 
@@ -102,14 +133,21 @@ class ModelJudge:
         return outputs
 
     def judge(self, pairs: Sequence[Pair], both_orders: bool = False) -> list[dict]:
+        from persrm_core.rationale import rationale_problems
+
         pairs = list(pairs)
+        evs = self.read_evidence(pairs)
+        if both_orders:
+            evs = evs + [None if e is None else e.swapped() for e in evs]
         todo = pairs + ([swapped(p) for p in pairs] if both_orders else [])
-        texts = self.generate(todo)
+        texts = self.generate(todo, evs=evs)
         results = []
         for i, pair in enumerate(pairs):
             v = parse_verdict(texts[i])
             row = {"pair_id": pair.pair_id, "choice": v.choice, "scores": list(v.scores) if v.scores else None,
                    "rationale": v.rationale if v.valid else texts[i].strip()}
+            if v.valid and evs[i] is not None and evs[i].weighed is not None:
+                row["rationale_true"] = not rationale_problems(v.rationale, evs[i])
             if both_orders:
                 vs = parse_verdict(texts[len(pairs) + i])
                 row["choice_swapped"] = _flip(vs.choice)
@@ -139,10 +177,12 @@ def _scored(pair: Pair, score_a: float, score_b: float, why: str) -> dict:
             "rationale": why}
 
 
-def baseline_judge(name: str, pairs: Sequence[Pair], seed: int = 0, both_orders: bool = False) -> list[dict]:
+def baseline_judge(name: str, pairs: Sequence[Pair], seed: int = 0, both_orders: bool = False,
+                   evidence: EvidenceModel | str | Path | None = None) -> list[dict]:
     """Training-free judges: `random`, `length` (prefer the longer), `stylometric` (nearer the
-    exemplars' personal-factor profile), `ngram` (character 4-gram similarity, the evidence
-    reading the trained judge also sees), `embedding` (MiniLM cosine to the exemplar mean)."""
+    exemplars' personal-factor profile), `ngram` (character 4-gram TF-IDF similarity fitted on the
+    pair), `embedding` (MiniLM cosine to the exemplar mean); and `combined`, the fitted evidence
+    (`evidence`: an `EvidenceModel` or its folder) weighed by its logistic model."""
     pairs = list(pairs)
     if name == "random":
         rng = random.Random(seed)
@@ -157,13 +197,13 @@ def baseline_judge(name: str, pairs: Sequence[Pair], seed: int = 0, both_orders:
             prof = profile(list(p.exemplars))
             rows.append(_scored(p, -distance(measure(p.response_a), prof), -distance(measure(p.response_b), prof),
                                 "negative personal-factor distance to the exemplars"))
-    elif name == "ngram":  # the similarity reading the judge is shown, used alone
-        from persrm_core.evidence import char_ngram_similarity
-
+    elif name == "ngram":
         rows = [_scored(p, *char_ngram_similarity(p.exemplars, p.response_a, p.response_b),
-                        "character 4-gram TF-IDF cosine to the exemplars") for p in pairs]
+                        "character 4-gram TF-IDF cosine to the exemplars (fitted on the pair)") for p in pairs]
     elif name == "embedding":
         rows = _embedding_judge(pairs)
+    elif name == "combined":
+        rows = _combined_judge(pairs, evidence)
     else:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
     if both_orders:  # all baselines here are order-free by construction
@@ -171,6 +211,35 @@ def baseline_judge(name: str, pairs: Sequence[Pair], seed: int = 0, both_orders:
             r["choice_swapped"] = r["choice"]
             r["debiased_choice"] = r["choice"]
     return rows
+
+
+def char_ngram_similarity(exemplars: Sequence[str], response_a: str, response_b: str) -> tuple[float, float]:
+    """Cosine of each response to the exemplars' centroid in char-4-gram TF-IDF space (fit on the pair)."""
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vec = TfidfVectorizer(analyzer="char", ngram_range=(4, 4), sublinear_tf=True, lowercase=False)
+    m = vec.fit_transform([*exemplars, response_a, response_b])
+    centre = np.asarray(m[: len(exemplars)].mean(axis=0)).ravel()
+    centre /= np.linalg.norm(centre) + 1e-12
+    sims = m[len(exemplars):] @ centre
+    return float(sims[0]), float(sims[1])
+
+
+def _combined_judge(pairs: list[Pair], evidence) -> list[dict]:
+    from persrm_core.combined import prob_a
+
+    if evidence is None:
+        raise ValueError("the combined baseline needs fitted evidence (an evidence folder; materialize evidence_model)")
+    model = evidence if isinstance(evidence, EvidenceModel) else EvidenceModel.load(evidence)
+    if model.combined is None:
+        raise ValueError("the evidence has no fitted combined weights; materialize evidence_model")
+    rows = model.signals([(list(p.exemplars), p.response_a, p.response_b) for p in pairs])
+    out = []
+    for p, r in zip(pairs, rows):
+        pa = prob_a(model.combined, r)
+        out.append(_scored(p, pa, 1.0 - pa, "style signals weighed by the logistic model fitted on the train split"))
+    return out
 
 
 def _embedding_judge(pairs: list[Pair]) -> list[dict]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 SYSTEM_PROMPT = ("You are a personalized reward model: judge which response fits the author of the "
                  "exemplars, by their personal style.")
-QUESTION = "Which response did this author write? Compare personal factors, then give scores and a verdict."
+QUESTION = "Which response did this author write? Weigh the measured style, then give scores and a verdict."
 
 SCORES_RE = re.compile(r"^Scores: A=(\d{1,2}) B=(\d{1,2})$")
 VERDICT_RE = re.compile(r"^Verdict: \[\[(A|B)\]\]$")
@@ -76,20 +76,22 @@ def user_message(exemplars: Sequence[str], prompt: str, response_a: str, respons
 def render_messages(exemplars: Sequence[str], prompt: str, response_a: str, response_b: str,
                     limits: RenderLimits = RenderLimits(),
                     count_tokens: Callable[[list[dict]], int] | None = None,
-                    readings: list | None = None) -> list[dict]:
+                    evidence=None) -> list[dict]:
     """The judge's input as chat messages, cut to fit `limits` (see RenderLimits). The style
-    evidence, when shown, is measured on the first `max_exemplars` exemplars in full."""
-    evidence = None
+    evidence (`persrm_core.evidence.Evidence`), when shown, is measured on every exemplar in full;
+    pass it measured (`evidence.read_pairs` measures a batch at once), or it is measured here
+    without fitted weights."""
+    block = None
     if limits.evidence:
         from persrm_core.evidence import evidence_block, read_pair
 
-        if readings is None:
-            readings = read_pair(list(exemplars)[: limits.max_exemplars], response_a, response_b)
-        evidence = evidence_block(readings)
+        if evidence is None:
+            evidence = read_pair(list(exemplars), response_a, response_b)
+        block = evidence_block(evidence)
     lim = limits
     while True:
         msgs = [{"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": user_message(exemplars, prompt, response_a, response_b, lim, evidence)}]
+                {"role": "user", "content": user_message(exemplars, prompt, response_a, response_b, lim, block)}]
         if count_tokens is None or lim.max_prompt_tokens is None or count_tokens(msgs) <= lim.max_prompt_tokens:
             return msgs
         if lim.max_exemplars > 1 and len(exemplars) > 1:

@@ -298,6 +298,86 @@ def corpus_pairs(path: Path) -> list[dict]:
     return pl.read_parquet(path).to_dicts()
 
 
+def train_texts_by_author(s: Settings) -> dict[str, list[str]]:
+    """Each training-split author's texts: the exemplars of their train pairs (full train texts;
+    no eval text is ever an exemplar of a train pair)."""
+    df = pl.read_parquet(s.paths.corpus / "train.parquet", columns=["author_id", "exemplars"])
+    out: dict[str, set[str]] = {}
+    for author, exemplars in df.iter_rows():
+        out.setdefault(author, set()).update(exemplars)
+    return {a: sorted(t) for a, t in sorted(out.items())}
+
+
+def style_encoder(s: Settings, progress: bool = True) -> dict:
+    """Fine-tune the bundled MiniLM contrastively on the training split's authors, less the
+    calibration authors (`style_encoder.calibration_authors`), into `paths.style_encoder`."""
+    from persrm_core.style_encoder import calibration_authors, train_style_encoder
+
+    by_author = train_texts_by_author(s)
+    held = calibration_authors(list(by_author), s.style_encoder.calibration_fraction, s.seed)
+    train = {a: t for a, t in by_author.items() if a not in held}
+    with atomic_dir(s.paths.style_encoder) as tmp:
+        out = train_style_encoder(train, tmp, s.style_encoder, progress=progress)
+        (tmp / "persrm_style_encoder.json").write_text(json.dumps(
+            {"calibration_authors": held, "trained_on_authors": sorted(train),
+             **{k: v for k, v in out.items() if k != "curve"}}, indent=1), encoding="utf-8")
+    return {"path": str(s.paths.style_encoder), "calibration_authors": held, **out}
+
+
+def evidence_model(s: Settings, progress: bool = True) -> dict:
+    """Fit the evidence the judge reads, into `paths.evidence`: IDF tables on every training-split
+    text, the style encoder of `paths.style_encoder`, and the `combined` weights fitted on the train
+    pairs of the calibration authors (all train pairs when there are none), cross-author pairs
+    weighed up (`evidence.cross_author_weight`)."""
+    from persrm_core.combined import fit_combined, prob_a
+    from persrm_core.signals import EvidenceModel, fit_idf
+
+    enc_meta_path = s.paths.style_encoder / "persrm_style_encoder.json"
+    if not enc_meta_path.is_file():
+        raise InputError(s.paths.style_encoder, "no trained style encoder here; materialize style_encoder first")
+    enc_meta = json.loads(enc_meta_path.read_text(encoding="utf-8"))
+    train = corpus_pairs(s.paths.corpus / "train.parquet")
+    texts = sorted({t for p in train for t in (p["response_a"], p["response_b"], *p["exemplars"])})
+    held = set(enc_meta.get("calibration_authors") or [])
+    fit = [p for p in train if p["author_id"] in held] or train
+    rng = random.Random(s.seed)
+    if 0 < s.evidence.fit_pairs < len(fit):
+        fit = rng.sample(fit, s.evidence.fit_pairs)
+    model = EvidenceModel(fit_idf(texts), encoder_dir=s.paths.style_encoder)
+    rows = model.signals([(p["exemplars"], p["response_a"], p["response_b"]) for p in fit], progress=progress)
+    weights = [s.evidence.cross_author_weight if p["negative_type"] == "cross_author" else 1.0 for p in fit]
+    model.combined = fit_combined(rows, [p["label"] for p in fit], weights, l2=s.evidence.l2)
+    by_type: dict[str, list[bool]] = {}
+    for p, r in zip(fit, rows):
+        by_type.setdefault(p["negative_type"], []).append((prob_a(model.combined, r) > 0.5) == (p["label"] == "A"))
+    model.meta = {"idf_texts": len(texts), "fit_pairs": len(fit), "fit_authors": sorted({p["author_id"] for p in fit}),
+                  "fit_accuracy_by_negative_type": {k: round(sum(v) / len(v), 4) for k, v in sorted(by_type.items())}}
+    with atomic_dir(s.paths.evidence) as tmp:
+        model.save(tmp)
+    return {"path": str(s.paths.evidence), "weights": model.combined["weights"],
+            "fit_accuracy": model.combined["train_accuracy"], **model.meta}
+
+
+def with_evidence(s: Settings, pairs: list[dict]) -> list[dict]:
+    """Pairs with their evidence attached (`evidence.attach_evidence`) from `paths.evidence`, or as
+    they are when the judge is shown no evidence."""
+    if not s.render.evidence:
+        return pairs
+    from persrm_core.evidence import attach_evidence
+    from persrm_core.signals import EvidenceModel
+
+    return attach_evidence(EvidenceModel.load(s.paths.evidence), pairs)
+
+
+def publish_evidence(s: Settings, checkpoint: Path) -> None:
+    """Copy the fitted evidence into a checkpoint (`<checkpoint>/evidence/`), so a judge loaded from
+    the folder alone reads the evidence it was trained on."""
+    from persrm_core.judge import EVIDENCE_DIR
+
+    if s.render.evidence and s.paths.evidence.is_dir():
+        shutil.copytree(s.paths.evidence, Path(checkpoint) / EVIDENCE_DIR, dirs_exist_ok=True)
+
+
 def base_model(s: Settings) -> dict:
     """Build the offline `tiny` base from train-split text only, or record a hub id / path."""
     if s.base_model.name != "tiny":
@@ -309,7 +389,7 @@ def base_model(s: Settings) -> dict:
     texts = sorted({t for p in train for t in (p["prompt"], p["response_a"], p["response_b"], *p["exemplars"])})
     # Judge-format text too, so its words are single tokens; traces of train pairs only.
     texts += [r["completion"][0]["content"] + "\n" + r["prompt"][-1]["content"]
-              for r in sft_rows(train[:400], s.render)]
+              for r in sft_rows(with_evidence(s, train[:400]), s.render)]
     with atomic_dir(s.paths.base_model) as tmp:
         build_tiny(texts, tmp, s.base_model.tiny)
         n_params = _count_params(tmp)
@@ -344,7 +424,7 @@ def _curve_summary(log: list[dict], keys: tuple[str, ...]) -> dict:
 def sft_checkpoint(s: Settings) -> dict:
     from persrm_core.training import train_sft
 
-    train = corpus_pairs(s.paths.corpus / "train.parquet")
+    train = with_evidence(s, corpus_pairs(s.paths.corpus / "train.parquet"))
     teacher: dict = {}
     if s.sft.traces == "teacher":
         from persrm_core.teacher import teacher_traces
@@ -363,6 +443,7 @@ def sft_checkpoint(s: Settings) -> dict:
         # Checkpoints live beside the target, outside the atomic temp dir, so a killed run resumes.
         log = train_sft(base_model_ref(s), train, tmp, s.sft, s.render, work_dir=_work_dir(s.paths.sft))
         _clean_trainer_files(tmp)
+        publish_evidence(s, tmp)
     kept = next((h for h in log if "trace_keep_rate" in h), {})
     return {"checkpoint": str(s.paths.sft), "train_pairs": len(train), "traces": kept.get("traces"), **teacher,
             "trace_keep_rate": kept.get("trace_keep_rate"),
@@ -372,12 +453,36 @@ def sft_checkpoint(s: Settings) -> dict:
 def rft_checkpoint(s: Settings) -> dict:
     from persrm_core.training import train_grpo
 
-    train = corpus_pairs(s.paths.corpus / "train.parquet")
+    train = rft_curriculum(with_evidence(s, corpus_pairs(s.paths.corpus / "train.parquet")), s.seed)
     with atomic_dir(s.paths.rft) as tmp:
         log = train_grpo(str(s.paths.sft), train, tmp, s.rft, s.render, work_dir=_work_dir(s.paths.rft))
         _clean_trainer_files(tmp)
-    return {"checkpoint": str(s.paths.rft), **_curve_summary(log, ("reward", "completions/mean_length")),
+        publish_evidence(s, tmp)
+    return {"checkpoint": str(s.paths.rft), "rft_pairs": len(train),
+            **_curve_summary(log, ("reward", "completions/mean_length")),
             "curve": _points(log, "reward")}
+
+
+def rft_curriculum(pairs: list[dict], seed: int, easy_share: float = 0.25) -> list[dict]:
+    """The RFT pairs: those whose readings disagree (some favour A, some B) or whose weighed evidence
+    is unsure (P within 0.2 of a coin), plus easy ones worth `easy_share` of them so the judge
+    keeps its easy cases; GRPO spends its steps where copying the weighed line is not enough
+    (P-GenRM's hard negatives). Every pair when fewer than 16 are hard."""
+    from persrm_core.evidence import evidence_of
+
+    def hard(p: dict) -> bool:
+        if not p.get("evidence"):
+            return False
+        ev = evidence_of(p)
+        sides = {r.nearer for r in ev.readings if r.nearer}
+        return len(sides) > 1 or (ev.weighed is not None and abs(ev.weighed.a - 0.5) < 0.2)
+
+    hard_pairs = [p for p in pairs if hard(p)]
+    if len(hard_pairs) < 16:
+        return pairs
+    easy = [p for p in pairs if not hard(p)]
+    random.Random(seed).shuffle(easy)
+    return hard_pairs + easy[: int(len(hard_pairs) * easy_share)]
 
 
 def _work_dir(target: Path) -> Path:
@@ -425,8 +530,14 @@ def real_author_eval_pairs(s: Settings) -> tuple[list[Pair], str | None]:
     ra = s.eval.real_authors
     if ra.dir is None:
         return [], "eval.real_authors.dir is empty in params.yaml (turned off)"
+    authors = None
+    if ra.only_unseen:  # a profile trained on this corpus: only the authors it never trained on
+        eval_df = pl.read_parquet(s.paths.corpus / "eval.parquet", columns=["author_id", "split"])
+        authors = sorted(set(eval_df.filter(pl.col("split") == "eval_unseen")["author_id"].to_list()))
+        if not authors:
+            return [], "eval.real_authors.only_unseen is set but the corpus holds no unseen author"
     try:
-        real = real_author_pairs(ra.dir, ra.max_pairs, ra.num_exemplars, s.seed)
+        real = real_author_pairs(ra.dir, ra.max_pairs, ra.num_exemplars, s.seed, authors=authors)
     except InputError as exc:  # an unreadable optional corpus should not cost the whole evaluation
         log.warning("real-authors evaluation skipped: %s", exc)
         return [], f"the corpus could not be read: {exc}"
@@ -450,8 +561,10 @@ def eval_report(s: Settings) -> dict:
     real_judgments: dict[str, list[dict]] = {}
     models = {"base": base_model_ref(s), "sft": str(s.paths.sft), "rft": str(s.paths.rft)}
     judges: dict = {}
+    fitted = s.paths.evidence if (s.paths.evidence / "evidence.json").is_file() else None
     for name, ref in models.items():
-        judge = judges[name] = ModelJudge(ref, s.render, gen, s.base_model.dtype, s.base_model.trust_remote_code)
+        judge = judges[name] = ModelJudge(ref, s.render, gen, s.base_model.dtype, s.base_model.trust_remote_code,
+                                          evidence=fitted if name == "base" else None)
         judgments[name] = judge.judge(pairs, both_orders=s.eval.both_orders)
         if real:
             real_judgments[name] = judge.judge(real, both_orders=s.eval.both_orders)
@@ -462,9 +575,10 @@ def eval_report(s: Settings) -> dict:
             if real:
                 real_judgments[name] = judges[name].judge(real, both_orders=s.eval.both_orders)
             continue
-        judgments[name] = baseline_judge(name, pairs, seed=s.seed, both_orders=s.eval.both_orders)
+        judgments[name] = baseline_judge(name, pairs, seed=s.seed, both_orders=s.eval.both_orders, evidence=fitted)
         if real:
-            real_judgments[name] = baseline_judge(name, real, seed=s.seed, both_orders=s.eval.both_orders)
+            real_judgments[name] = baseline_judge(name, real, seed=s.seed, both_orders=s.eval.both_orders,
+                                                  evidence=fitted)
     metrics = {"judges": {n: judge_metrics(pairs, j, splits) for n, j in judgments.items()},
                "settings": {"profile": s.profile, "eval_pairs": len(pairs),
                             "base_model": s.base_model.name, "both_orders": s.eval.both_orders}}
@@ -472,6 +586,8 @@ def eval_report(s: Settings) -> dict:
     if real:
         metrics["real_authors"] = {"source": str(s.eval.real_authors.dir), "pairs": len(real),
                                    "authors": len({p.author_id for p in real}),
+                                   "unseen_by_training": bool(s.eval.real_authors.only_unseen
+                                                              or str(s.paths.raw) != str(s.eval.real_authors.dir)),
                                    "judges": {n: judge_metrics(real, j) for n, j in real_judgments.items()}}
     else:
         metrics["real_authors"] = {"skipped": real_skipped}
@@ -489,7 +605,7 @@ def eval_report(s: Settings) -> dict:
             "files": {k: str(s.paths.report / Path(v).name) for k, v in files.items()}}
 
 
-EXEMPLAR_COUNT_JUDGES = ("rft", "sft", "stylometric", "ngram", "embedding")
+EXEMPLAR_COUNT_JUDGES = ("rft", "sft", "combined", "stylometric", "ngram", "embedding")
 
 
 def exemplar_counts(n_max: int) -> list[int]:
@@ -521,7 +637,8 @@ def _by_exemplar_count(s: Settings, pairs: list[Pair], judges: dict, judgments: 
             else:
                 subset = [replace(p, exemplars=p.exemplars[:k]) for p in pairs]
                 js = (judges[name].judge(subset, both_orders=s.eval.both_orders) if name in judges
-                      else baseline_judge(name, subset, seed=s.seed, both_orders=s.eval.both_orders))
+                      else baseline_judge(name, subset, seed=s.seed, both_orders=s.eval.both_orders,
+                                          evidence=s.paths.evidence))
             out[name][str(k)] = judge_metrics(subset, js)["accuracy"]
     return out
 

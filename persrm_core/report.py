@@ -17,8 +17,61 @@ def headline_rows(metrics: dict) -> list[dict]:
         rows.append({"judge": name, "accuracy": m["accuracy"], "ci95": m.get("accuracy_ci95"),
                      "n": m["n"], "format_valid_rate": m["format_valid_rate"],
                      "position_consistency": m.get("position_consistency"),
-                     "debiased_accuracy": m.get("debiased_accuracy")})
+                     "debiased_accuracy": m.get("debiased_accuracy"),
+                     "brier": m.get("brier"), "ece": m.get("ece"),
+                     "rationale_true_rate": m.get("rationale_true_rate")})
     return rows
+
+
+def unseen_people(metrics: dict) -> tuple[str, dict] | None:
+    """The judges' metrics on people the judge never trained on, and what they are: the real-author
+    section when it ran on authors kept out of training, else the eval split's unseen authors."""
+    ra = metrics.get("real_authors", {})
+    if ra.get("judges") and ra.get("unseen_by_training", True):
+        return (f"{ra['pairs']} pairs by {ra['authors']} real authors the judge never trained on "
+                f"(`{ra['source']}`)", ra["judges"])
+    return None
+
+
+def lead_rows(judges: dict) -> list[dict]:
+    """One row per judge: accuracy with its interval, then each negative type with its interval."""
+    types = sorted({t for m in judges.values() for t in m.get("by_negative_type", {})})
+    rows = []
+    for name, m in judges.items():
+        row = {"judge": name, "accuracy": m["accuracy"], "ci95": m.get("accuracy_ci95")}
+        for t in types:
+            row[t] = m.get("by_negative_type", {}).get(t)
+            row[f"{t} ci95"] = m.get("by_negative_type_ci95", {}).get(t)
+        rows.append(row)
+    return rows
+
+
+def lead_sentences(metrics: dict) -> list[str]:
+    """The answer to the question users ask first: does the trained judge beat every baseline on
+    people it never saw, overall and for each kind of negative?"""
+    found = unseen_people(metrics)
+    if found is None:
+        return ["No evaluation on people the judge never trained on ran (no real-author corpus; see below)."]
+    what, judges = found
+    if "rft" not in judges:
+        return [f"On {what}: no RFT judgment."]
+    baselines = {k: v for k, v in judges.items() if k not in MODEL_JUDGES}
+    rft = judges["rft"]
+    out = [f"On {what}:"]
+    if baselines:
+        best = max(baselines, key=lambda k: baselines[k]["accuracy"])
+        ok = rft["accuracy"] >= baselines[best]["accuracy"]
+        out.append(f"RFT {'is at or above' if ok else 'is below'} every baseline overall: {rft['accuracy']:.3f} "
+                   f"(95% interval {_fmt(rft.get('accuracy_ci95'))}) against the best, {best}, at "
+                   f"{baselines[best]['accuracy']:.3f}.")
+        for t, acc in rft.get("by_negative_type", {}).items():
+            rivals = {k: v["by_negative_type"].get(t) for k, v in baselines.items()
+                      if v.get("by_negative_type", {}).get(t) is not None}
+            if rivals:
+                b = max(rivals, key=rivals.get)
+                out.append(f"{t}: RFT {acc:.3f} {_fmt(rft.get('by_negative_type_ci95', {}).get(t))}, best baseline "
+                           f"{b} {rivals[b]:.3f} ({'at or above' if acc >= rivals[b] else 'below'}).")
+    return out
 
 
 def _fmt(x) -> str:
@@ -78,9 +131,12 @@ def real_author_sentences(metrics: dict) -> list[str]:
     if "judges" not in ra:
         return [f"The real-authors evaluation was skipped: {ra.get('skipped', 'no reason recorded')}."]
     authors = f" by {ra['authors']} authors" if ra.get("authors") else ""
-    out = [f"{ra['pairs']} cross-author pairs{authors} from `{ra['source']}`: each author's own held-out "
-           "continuation against a length-matched continuation by another author on the nearest topic. "
-           "None of these authors is in training (the judge trains only on the project's own sample)."]
+    seen = ("None of these authors is in training." if ra.get("unseen_by_training", True)
+            else "The judge was trained on this corpus's authors, so this section is not about unseen people.")
+    out = [f"{ra['pairs']} cross-author pairs{authors} from `{ra['source']}`, answering a neutral prompt: the "
+           "opening of one of the author's texts against the opening of another author's text, cut to the same "
+           "length; half by a random other author (cross_author_random), half by the other author whose text is "
+           f"nearest in topic (cross_author_topic). {seen}"]
     out += rft_vs_best_baseline(ra["judges"], "On real authors, RFT")
     return out
 
@@ -240,7 +296,11 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
     rows = headline_rows(metrics)
     by_type = [{"judge": n, **m["by_negative_type"]} for n, m in metrics["judges"].items()]
     by_split = [{"judge": n, **m["by_split"]} for n, m in metrics["judges"].items() if m["by_split"]]
-    md = [f"# {title}", "", *[f"- {s}" for s in verdict_sentences(metrics)], "",
+    found = unseen_people(metrics)
+    lead = lead_rows(found[1]) if found else []
+    md = [f"# {title}", "", "## Does the trained judge beat every baseline on people it never saw?", "",
+          *[f"- {s}" for s in lead_sentences(metrics)], "", *([markdown_table(lead), ""] if lead else []),
+          "## Summary", "", *[f"- {s}" for s in verdict_sentences(metrics)], "",
           "## Judges on the eval split", "", markdown_table(rows), "", "![accuracy](accuracy.png)", "",
           "## By negative type", "", markdown_table(by_type), "", "![by type](by_negative_type.png)", ""]
     if by_split:
@@ -261,7 +321,7 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
                f"{'right' if ex['choice'] == ex['label'] else 'wrong'})", "", "```", ex["rationale"], "```", ""]
     md += ["", f"Dataset and settings: {metrics.get('settings', {})}"]
     write_text(out / "report.md", "\n".join(md) + "\n")
-    write_text(out / "report.html", _html(title, metrics, rows, by_type, by_split, plots, examples))
+    write_text(out / "report.html", _html(title, metrics, rows, by_type, by_split, plots, examples, lead))
     return {"metrics": out / "metrics.json", "report_md": out / "report.md", "report_html": out / "report.html",
             **plots}
 
@@ -285,11 +345,14 @@ def _img(path: Path) -> str:
     return f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
 
 
-def _html(title, metrics, rows, by_type, by_split, plots, examples) -> str:
+def _html(title, metrics, rows, by_type, by_split, plots, examples, lead=()) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:"
              "collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}pre{background:#f6f6f6;"
-             "padding:8px;white-space:pre-wrap}</style></head><body>", f"<h1>{html.escape(title)}</h1><ul>"]
+             "padding:8px;white-space:pre-wrap}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+             "<h2>Does the trained judge beat every baseline on people it never saw?</h2><ul>"]
+    parts += [f"<li>{html.escape(s)}</li>" for s in lead_sentences(metrics)]
+    parts += ["</ul>", _table_html(list(lead)), "<h2>Summary</h2><ul>"]
     parts += [f"<li>{html.escape(s)}</li>" for s in verdict_sentences(metrics)]
     parts += ["</ul><h2>Judges on the eval split</h2>", _table_html(rows), _img(plots["accuracy"]),
               "<h2>By negative type</h2>", _table_html(by_type), _img(plots["by_negative_type"])]

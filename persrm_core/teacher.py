@@ -38,9 +38,15 @@ class TeacherStats:
 
 
 def _request(pair: dict, limits: RenderLimits, swapped: bool) -> GenRequest:
+    from persrm_core.evidence import evidence_from_dict
+
     a, b = (pair["response_b"], pair["response_a"]) if swapped else (pair["response_a"], pair["response_b"])
+    ev = None
+    if limits.evidence and pair.get("evidence"):
+        ev = evidence_from_dict(pair["evidence"])
+        ev = ev.swapped() if swapped else ev
     messages = render(TEACHER_JUDGE.name, exemplars=list(pair["exemplars"]), prompt=pair["prompt"],
-                      response_a=a, response_b=b, limits=limits)
+                      response_a=a, response_b=b, limits=limits, evidence=ev)
     return GenRequest(messages=tuple(messages), template=TEACHER_JUDGE.id)
 
 

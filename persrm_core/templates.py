@@ -115,9 +115,11 @@ def format_exemplars(texts: Sequence[str], max_words: int = EXEMPLAR_MAX_WORDS) 
 
 
 def _judge_fields(exemplars: Sequence[str], prompt: str, response_a: str, response_b: str,
-                  limits: RenderLimits = RenderLimits()) -> dict[str, Any]:
-    """The teacher reads exactly what the student judge will read for the same pair."""
-    return {"judge_input": render_messages(list(exemplars), prompt, response_a, response_b, limits)[-1]["content"]}
+                  limits: RenderLimits = RenderLimits(), evidence=None) -> dict[str, Any]:
+    """The teacher reads exactly what the student judge will read for the same pair (`evidence`: the
+    pair's measured `persrm_core.evidence.Evidence`, in this A/B order)."""
+    return {"judge_input": render_messages(list(exemplars), prompt, response_a, response_b, limits,
+                                           evidence=evidence)[-1]["content"]}
 
 
 _PREPARE = {"teacher_judge": _judge_fields}

@@ -132,22 +132,21 @@ def _has_cuda() -> bool:
 
 
 def sft_rows(pairs: list[dict], limits: RenderLimits, count_tokens=None, rejection_sampling: bool = False) -> list[dict]:
-    """Conversational prompt-completion rows: the judge input and the offline-written trace.
-    With `rejection_sampling`, pairs whose measured evidence contradicts the label are skipped
-    (`rationale.consistent_with`); RFT later trains on every pair."""
-    from persrm_core.evidence import read_pair
+    """Conversational prompt-completion rows: the judge input and the offline-written trace, from
+    each pair's attached evidence (`evidence.attach_evidence`). With `rejection_sampling`, pairs
+    whose weighed evidence contradicts the label are skipped (`rationale.consistent_with`)."""
+    from persrm_core.evidence import evidence_of
     from persrm_core.rationale import consistent_with
 
     rows = []
     for p in tqdm(pairs, desc="writing traces", unit="pair", disable=len(pairs) < 200):
-        exemplars = list(p["exemplars"])[: limits.max_exemplars]
-        readings = read_pair(exemplars, p["response_a"], p["response_b"])
+        ev = evidence_of(p)
         teacher = p.get("trace")  # a teacher's trace (persrm_core.teacher), already rejection-sampled
-        if rejection_sampling and teacher is None and not consistent_with(readings, p["label"]):
+        if rejection_sampling and teacher is None and not consistent_with(ev, p["label"]):
             continue
         msgs = render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"], limits,
-                               count_tokens, readings if limits.evidence else None)
-        trace = teacher or write_trace(exemplars, p["response_a"], p["response_b"], p["label"], readings=readings)
+                               count_tokens, ev if limits.evidence else None)
+        trace = teacher or write_trace(ev, p["label"])
         rows.append({"prompt": msgs, "completion": [{"role": "assistant", "content": trace}]})
     return rows
 
@@ -184,7 +183,7 @@ def run_fingerprint(stage: str, model_dir, cfg, limits: RenderLimits, train_pair
     the computation (not `LAUNCH_ONLY_FIELDS`)."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in LAUNCH_ONLY_FIELDS}
     return fingerprint(stage, str(model_dir), settings, limits,
-                       [(p["pair_id"], p["label"], p.get("trace")) for p in train_pairs])
+                       [(p["pair_id"], p["label"], p.get("trace"), p.get("evidence")) for p in train_pairs])
 
 
 def latest_checkpoint(work_dir: Path, fingerprint_: str) -> str | None:
@@ -380,8 +379,10 @@ def run_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, _dtype(cfg))
     count = token_counter(tokenizer)
+    from persrm_core.evidence import evidence_of
+
     rows = [{"prompt": render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"],
-                                       limits, count),
+                                       limits, count, evidence_of(p) if limits.evidence else None),
              "label": p["label"]} for p in train_pairs]
     random.Random(cfg.seed).shuffle(rows)
     trainer = GRPOTrainer(model=model, reward_funcs=[verdict_reward, verdict_correct, verdict_invalid], args=args,

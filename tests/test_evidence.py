@@ -1,222 +1,214 @@
-"""persrm_core.evidence: character n-gram similarity, per-factor readings of a pair, the evidence
-block shown to the judge, and its place in persrm_core.judge_format.render_messages."""
+"""persrm_core.signals, evidence, combined and rationale: the fitted style signals, the readings and
+evidence block the judge is shown, the `combined` weighing, and the trace writer whose every line
+must be true of the pair it judges, in both A/B orders."""
 
 from __future__ import annotations
 
+import json
 import random
-import re
+from pathlib import Path
 
+import numpy as np
 import pytest
 from synthetic_corpus import make_corpus
 
-from persrm_core import evidence
+from persrm_core.combined import fit_combined, prob_a
+from persrm_core.errors import InputError
 from persrm_core.evidence import (
-    SIMILARITY_MARGIN,
-    FactorReading,
-    char_ngram_similarity,
+    Evidence,
+    Reading,
     evidence_block,
-    read_pair,
+    evidence_from_dict,
+    evidence_from_signals,
+    evidence_to_dict,
+    read_pairs,
 )
-from persrm_core.judge_format import QUESTION, RenderLimits, render_messages, user_message
-from persrm_core.style import FACTORS, measure, profile
+from persrm_core.judge_format import RenderLimits, parse_verdict, render_messages
+from persrm_core.rationale import consistent_with, rationale_problems, winner_score, write_trace
+from persrm_core.signals import SIGNALS, EvidenceModel, IdfTable, fit_idf
 
-LOWER = ["i dont know. its fine. we left early.", "honestly im tired. the bus was late again."]
-CALM = "i cant say. its late. we went home."
-LOUD = "THE REPORT IS FINISHED AND FILED!!! WE WILL PRESENT IT TOMORROW MORNING!!! 🎉🎉"
-
-
-@pytest.fixture(scope="module")
-def by_author() -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for e in make_corpus(n_authors=5, n_texts=5, seed=3):
-        out.setdefault(e.author_id, []).append(e.text)
-    return out
+REUTERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "reuters_c50_dev"
 
 
-# --- char_ngram_similarity -----------------------------------------------------------------------
-
-def test_similarity_is_higher_for_a_copied_exemplar_than_for_unrelated_text(by_author):
-    names = sorted(by_author)
-    for a in names:
-        exemplars = by_author[a][:3]
-        for b in names:
-            if b == a:
-                continue
-            copied, unrelated = exemplars[0], by_author[b][4]
-            s_copy, s_other = char_ngram_similarity(exemplars, copied, unrelated)
-            assert s_copy > s_other + SIMILARITY_MARGIN, (a, b, s_copy, s_other)
+def random_row(rng: random.Random) -> dict[str, tuple[float, float]]:
+    """Signal values like the real ones: cosines in [0, 1], factors as minus a distance."""
+    row = {s: (rng.random(), rng.random()) for s in SIGNALS}
+    row["factors"] = (-3 * rng.random(), -3 * rng.random())
+    if rng.random() < 0.2:  # printed ties
+        s = rng.choice(SIGNALS)
+        row[s] = (row[s][0], row[s][0] + 0.001)
+    return row
 
 
-def test_similarity_of_the_only_exemplar_is_one_and_of_disjoint_text_is_zero():
-    s_same, s_disjoint = char_ngram_similarity(["the cat sat on the mat"], "the cat sat on the mat", "QQQQ ZZZZ")
-    assert s_same == pytest.approx(1.0)
-    assert s_disjoint == pytest.approx(0.0)
+MODEL = {"weights": {s: 1.0 for s in SIGNALS}, "scales": {s: 0.1 for s in SIGNALS}}
 
 
-def test_similarity_swaps_with_the_responses(by_author):
-    names = sorted(by_author)
-    exemplars, ra, rb = by_author[names[0]][:3], by_author[names[0]][3], by_author[names[1]][4]
-    sa, sb = char_ngram_similarity(exemplars, ra, rb)
-    sb2, sa2 = char_ngram_similarity(exemplars, rb, ra)
-    assert (sa2, sb2) == pytest.approx((sa, sb), abs=1e-12)
-    assert sa != pytest.approx(sb)  # a real swap, not two equal values
+# --- signals ---------------------------------------------------------------------------------------
+
+def test_idf_is_lower_for_common_terms_and_highest_for_unseen_ones():
+    table = IdfTable.fit("words", ["the cat sat", "the dog ran", "the bird flew"])
+    from persrm_core.signals import _bucket
+
+    assert table.idf[_bucket("the")] < table.idf[_bucket("cat")] < table.idf[_bucket("zebra")] + 1e-6
+    assert table.idf[_bucket("zebra")] == pytest.approx(np.log(4 / 1) + 1)
 
 
-def test_similarity_values_lie_in_unit_interval(by_author):
-    texts = [t for ts in by_author.values() for t in ts]
-    for i in range(0, len(texts) - 4, 3):
-        for s in char_ngram_similarity(texts[i:i + 3], texts[i + 3], texts[i + 4]):
-            assert 0.0 <= s <= 1.0 + 1e-9
+def test_evidence_model_round_trips_and_refuses_a_foreign_folder(tmp_path):
+    texts = [e.text for e in make_corpus(n_authors=3, n_texts=3, seed=1)]
+    model = EvidenceModel(fit_idf(texts), combined={**MODEL, "train_pairs": 3}, meta={"x": 1})
+    model.save(tmp_path / "ev")
+    back = EvidenceModel.load(tmp_path / "ev")
+    assert back.combined["weights"] == MODEL["weights"] and back.meta == {"x": 1}
+    assert np.array_equal(back.idf["char4"].idf, model.idf["char4"].idf)
+    assert not any(p.suffix in (".pkl", ".pickle", ".bin") for p in (tmp_path / "ev").iterdir())
+    with pytest.raises(InputError, match="no evidence.json"):
+        EvidenceModel.load(tmp_path)
+    (tmp_path / "ev" / "evidence.json").write_text(json.dumps({"version": 99}))
+    with pytest.raises(InputError, match="re-materialize evidence_model"):
+        EvidenceModel.load(tmp_path / "ev")
 
 
-# --- read_pair -----------------------------------------------------------------------------------
-
-def test_read_pair_levels_and_nearer_follow_style_measurements():
-    readings = read_pair(LOWER, CALM, LOUD)
-    assert [r.name for r in readings] == [f.name for f in FACTORS] + ["similarity"]
-    prof, ma, mb = profile(LOWER), measure(CALM), measure(LOUD)
-    for f, r in zip(FACTORS, readings):
-        assert r.label == f.label.capitalize()
-        assert (r.exemplars, r.a, r.b) == (f.level(prof[f.name]), f.level(ma[f.name]), f.level(mb[f.name]))
-        da = abs(f.rank(ma[f.name]) - f.rank(prof[f.name]))
-        db = abs(f.rank(mb[f.name]) - f.rank(prof[f.name]))
-        assert r.nearer == (None if da == db else "A" if da < db else "B")
-        verdict = f"; nearer {r.nearer}" if r.nearer else "; a tie"
-        assert r.line() == f"{r.label}: exemplars {r.exemplars}; A {r.a}; B {r.b}{verdict}"
-    by_name = {r.name: r for r in readings}
-    assert (by_name["capitals"].b, by_name["capitals"].nearer) == ("many", "A")
-    assert (by_name["emoji"].b, by_name["emoji"].nearer) == ("many", "A")
+def test_signals_favour_the_authors_own_text_and_swap_with_the_responses():
+    corpus = make_corpus(n_authors=4, n_texts=6, seed=5)
+    by: dict[str, list[str]] = {}
+    for e in corpus:
+        by.setdefault(e.author_id, []).append(e.text)
+    a, b = sorted(by)[:2]
+    model = EvidenceModel(fit_idf([e.text for e in corpus]))
+    ex, own, other = by[a][:3], by[a][3], by[b][0]
+    ab, ba = model.signals([(ex, own, other), (ex, other, own)])
+    for s in SIGNALS:
+        assert ab[s] == pytest.approx(tuple(reversed(ba[s])))
+    assert sum(ab[s][0] > ab[s][1] for s in SIGNALS) >= 3, ab
 
 
-def test_read_pair_similarity_reading_states_two_decimals_and_the_more_similar_response():
-    sa, sb = char_ngram_similarity(LOWER, CALM, LOUD)
-    sim = read_pair(LOWER, CALM, LOUD)[-1]
-    assert (sim.name, sim.exemplars, sim.a, sim.b) == ("similarity", "", f"{sa:.2f}", f"{sb:.2f}")
-    assert sim.nearer == "A" and sa > sb + SIMILARITY_MARGIN
-    assert sim.line() == f"Character {evidence.NGRAM}-gram similarity to exemplars: A {sa:.2f}; B {sb:.2f}; nearer A"
-    assert read_pair(LOWER, LOUD, CALM)[-1].nearer == "B"
+# --- combined --------------------------------------------------------------------------------------
 
-
-@pytest.mark.parametrize(("sims", "nearer"), [
-    ((0.300, 0.300), None),
-    ((0.300, 0.300 + SIMILARITY_MARGIN / 2), None),
-    ((0.300 + SIMILARITY_MARGIN / 2, 0.300), None),
-    ((0.300, 0.300 + 2 * SIMILARITY_MARGIN), "B"),
-    ((0.300 + 2 * SIMILARITY_MARGIN, 0.300), "A"),
-])
-def test_read_pair_similarity_within_margin_is_a_tie(monkeypatch, sims, nearer):
-    monkeypatch.setattr(evidence, "char_ngram_similarity", lambda ex, a, b: sims)
-    sim = read_pair(LOWER, CALM, LOUD)[-1]
-    assert sim.nearer == nearer
-    assert (sim.a, sim.b) == (f"{sims[0]:.2f}", f"{sims[1]:.2f}")
-
-
-@pytest.mark.parametrize(("sims", "shown", "nearer"), [
-    ((0.214, 0.206), ("0.21", "0.21"), None),  # apart by more than the margin, equal as shown
-    ((0.2149, 0.2051), ("0.21", "0.21"), None),
-    ((0.2049, 0.2051), ("0.20", "0.21"), None),  # within the margin although shown apart
-    ((0.2049, 0.2101), ("0.20", "0.21"), "B"),
-    ((0.2151, 0.2099), ("0.22", "0.21"), "A"),
-])
-def test_read_pair_similarity_that_reads_the_same_at_two_decimals_is_a_tie(monkeypatch, sims, shown, nearer):
-    monkeypatch.setattr(evidence, "char_ngram_similarity", lambda ex, a, b: sims)
-    sim = read_pair(LOWER, CALM, LOUD)[-1]
-    assert (sim.a, sim.b, sim.nearer) == (*shown, nearer)
-    verdict = f"; nearer {nearer}" if nearer else "; a tie"
-    assert sim.line() == f"Character {evidence.NGRAM}-gram similarity to exemplars: A {shown[0]}; B {shown[1]}{verdict}"
-
-
-SIM_LINE_RE = re.compile(rf"^Character {evidence.NGRAM}-gram similarity to exemplars: "
-                         r"A (?P<a>\d\.\d\d); B (?P<b>\d\.\d\d); (?:nearer (?P<nearer>[AB])|a tie)$")
-
-
-def test_no_similarity_line_shows_equal_numbers_with_a_nearer_verdict(by_author, monkeypatch):
-    """On every ordered pair of corpus texts (and on values crafted to round alike), a similarity
-    line that names a nearer response shows that response's number strictly larger."""
-    texts = [t for ts in by_author.values() for t in ts]
-    exemplar_sets = [by_author[a][:3] for a in sorted(by_author)]
-    lines = [read_pair(ex, ra, rb)[-1].line()
-             for ex in exemplar_sets for ra in texts[::2] for rb in texts[1::2] if ra != rb]
+def test_combined_is_symmetric_non_negative_and_learns_a_separable_signal():
     rng = random.Random(0)
-    for _ in range(300):  # values drawn so that many round to the same two decimals
-        base = rng.uniform(0.02, 0.97)
-        sims = (base, base + rng.uniform(-0.012, 0.012))
-        monkeypatch.setattr(evidence, "char_ngram_similarity", lambda ex, a, b, sims=sims: sims)
-        lines.append(read_pair(LOWER, CALM, LOUD)[-1].line())
-    n_tie = n_nearer = n_equal = 0
-    for line in lines:
-        m = SIM_LINE_RE.match(line)
-        assert m, line
-        n_equal += m["a"] == m["b"]
-        if m["nearer"] is None:
-            n_tie += 1
-            continue
-        n_nearer += 1
-        assert m["a"] != m["b"], line
-        assert (float(m["a"]) > float(m["b"])) == (m["nearer"] == "A"), line
-    assert n_tie and n_nearer and n_equal  # both verdicts and equal-looking values occur
+    rows, labels = [], []
+    for _ in range(200):
+        row = random_row(rng)
+        label = "A" if row["style"][0] > row["style"][1] else "B"
+        rows.append(row)
+        labels.append(label)
+    m = fit_combined(rows, labels)
+    assert all(w >= 0 for w in m["weights"].values())
+    assert m["weights"]["style"] == max(m["weights"].values())
+    assert m["train_accuracy"] > 0.95
+    for row in rows[:20]:
+        swapped = {s: (v[1], v[0]) for s, v in row.items()}
+        assert prob_a(m, row) == pytest.approx(1 - prob_a(m, swapped))
 
 
-def test_read_pair_of_identical_responses_favours_neither():
-    assert all(r.nearer is None for r in read_pair(LOWER, CALM, CALM))
+def test_a_signal_that_argues_against_the_label_gets_no_negative_weight():
+    rng = random.Random(1)
+    rows, labels = [], []
+    for _ in range(200):
+        row = random_row(rng)
+        labels.append("A" if row["words"][0] < row["words"][1] else "B")  # anti-correlated
+        rows.append(row)
+    assert fit_combined(rows, labels)["weights"]["words"] == 0.0
 
 
-# --- evidence_block ------------------------------------------------------------------------------
+# --- readings and the evidence block ---------------------------------------------------------------
 
-def test_evidence_block_omits_factors_where_all_three_levels_agree():
-    readings = read_pair(LOWER, CALM, LOUD)
-    block = evidence_block(readings).splitlines()
-    assert block[0] == "Measured style:"
-    prof, ma, mb = profile(LOWER), measure(CALM), measure(LOUD)
-    shown = [f for f in FACTORS if len({f.level(prof[f.name]), f.level(ma[f.name]), f.level(mb[f.name])}) > 1]
-    hidden = [f for f in FACTORS if f not in shown]
-    assert shown and hidden  # both cases occur for this pair
-    by_name = {r.name: r for r in readings}
-    assert block[1:] == [by_name[f.name].line() for f in shown] + [by_name["similarity"].line()]
-    for f in hidden:
-        assert not any(line.startswith(f.label.capitalize() + ":") for line in block)
+@pytest.mark.parametrize("a,b,nearer,margin", [(0.62, 0.48, "A", 0.14), (0.301, 0.304, None, 0.0),
+                                               (0.2049, 0.2151, "B", 0.02), (-1.2, -2.85, "A", 1.65)])
+def test_reading_is_a_tie_exactly_when_the_printed_values_are_equal(a, b, nearer, margin):
+    r = Reading("style", a, b)
+    assert r.nearer == nearer and r.margin == margin
+    line = r.line()
+    assert line.startswith(f"style encoder: A {a:.2f}, B {b:.2f}; ")
+    assert line.endswith("a tie" if nearer is None else f"{nearer} by {margin:.2f}")
 
 
-def test_evidence_block_always_includes_the_similarity_line():
-    text = "We walked to the station and waited for the train."
-    readings = read_pair([text], text, text)  # one text three times: every factor shares one level
-    assert evidence_block(readings) == "Measured style:\n" + readings[-1].line()
-    assert readings[-1].line().endswith("A 1.00; B 1.00; a tie")
-    crafted = [FactorReading("emoji", "Emoji", "none", "none", "none", None),
-               FactorReading("similarity", "Character 4-gram similarity to exemplars", "", "0.30", "0.30", None)]
-    assert evidence_block(crafted) == "Measured style:\nCharacter 4-gram similarity to exemplars: A 0.30; B 0.30; a tie"
-    crafted[0] = FactorReading("emoji", "Emoji", "many", "none", "none", None)  # A and B agree, exemplars differ
-    assert evidence_block(crafted).splitlines()[1] == "Emoji: exemplars many; A none; B none; a tie"
-    crafted[0] = FactorReading("emoji", "Emoji", "many", "none", "many", "B")
-    assert evidence_block(crafted).splitlines()[1] == "Emoji: exemplars many; A none; B many; nearer B"
+def test_evidence_block_lists_every_signal_then_the_weighed_line():
+    ev = evidence_from_signals({s: (0.5, 0.4) for s in SIGNALS}, MODEL)
+    lines = evidence_block(ev).splitlines()
+    assert lines[0] == "Measured style (similarity to the exemplars):"
+    assert len(lines) == len(SIGNALS) + 2
+    assert lines[-1].startswith("weighed: A ") and lines[-1].endswith("; A")
+    assert "weighed" not in evidence_block(evidence_from_signals({s: (0.5, 0.4) for s in SIGNALS}, None))
 
 
-# --- render_messages with and without evidence ---------------------------------------------------
-
-def test_render_messages_shows_the_measured_style_block_when_evidence_is_on():
-    exemplars = LOWER + ["we went to the shop. it was shut.", "a fourth text that is not measured."]
-    limits = RenderLimits(max_exemplars=3, evidence=True)
-    content = render_messages(exemplars, "the prompt", CALM, LOUD, limits)[1]["content"]
-    block = evidence_block(read_pair(exemplars[:3], CALM, LOUD))  # measured on the shown exemplars
-    assert "Measured style:" in content
-    assert block in content
-    lines = content.splitlines()
-    start = lines.index("Measured style:")
-    assert lines[start - 1].startswith("Response B: ")
-    assert lines[start + len(block.splitlines())] == QUESTION
+def test_evidence_round_trips_through_a_pair_dict_and_swaps():
+    ev = evidence_from_signals(random_row(random.Random(2)), MODEL)
+    assert evidence_from_dict(json.loads(json.dumps(evidence_to_dict(ev)))) == ev
+    sw = ev.swapped()
+    assert sw.weighed.a == pytest.approx(ev.weighed.b)
+    assert [r.nearer for r in sw.readings] == [{"A": "B", "B": "A", None: None}[r.nearer] for r in ev.readings]
 
 
-def test_render_messages_uses_given_readings_for_the_block():
-    readings = [FactorReading("similarity", "Character 4-gram similarity to exemplars", "", "0.11", "0.99", "B")]
-    content = render_messages(LOWER, "p", CALM, LOUD, RenderLimits(evidence=True), readings=readings)[1]["content"]
-    assert "Measured style:\nCharacter 4-gram similarity to exemplars: A 0.11; B 0.99; nearer B\n" + QUESTION in content
+def test_render_messages_shows_the_given_evidence_and_none_when_off():
+    ev = evidence_from_signals({s: (0.5, 0.4) for s in SIGNALS}, MODEL)
+    on = render_messages(["ex one", "ex two"], "p", "resp a", "resp b", RenderLimits(evidence=True), evidence=ev)
+    assert evidence_block(ev) in on[1]["content"]
+    off = render_messages(["ex one"], "p", "resp a", "resp b", RenderLimits(evidence=False))
+    assert "Measured style" not in off[1]["content"]
 
 
-def test_render_messages_has_no_measured_style_block_when_evidence_is_off():
-    limits = RenderLimits(evidence=False)
-    msgs = render_messages(LOWER, "the prompt", CALM, LOUD, limits)
-    content = msgs[1]["content"]
-    assert "Measured style:" not in content
-    assert "similarity" not in content
-    assert content == user_message(LOWER, "the prompt", CALM, LOUD, limits)
-    assert content.splitlines()[-2].startswith("Response B: ")
+# --- the trace writer ------------------------------------------------------------------------------
+
+def test_traces_parse_to_the_label_with_scores_that_grow_with_the_weighed_margin():
+    assert [winner_score(p) for p in (0.5, 0.59, 0.6, 0.75, 0.85, 0.9, 1.0)] == [6, 6, 7, 8, 9, 10, 10]
+    rng = random.Random(3)
+    for _ in range(300):
+        ev = evidence_from_signals(random_row(rng), MODEL)
+        for label in ("A", "B"):
+            v = parse_verdict(write_trace(ev, label))
+            assert v.choice == label
+            assert sum(v.scores) == 10
+            if consistent_with(ev, label):
+                p = ev.weighed.a if label == "A" else ev.weighed.b
+                assert max(v.scores) == winner_score(p)
+
+
+def test_every_rationale_line_is_true_of_its_pair_in_both_orders():
+    rng = random.Random(4)
+    for _ in range(300):
+        ev = evidence_from_signals(random_row(rng), MODEL)
+        for e in (ev, ev.swapped()):
+            for label in ("A", "B"):
+                rationale = parse_verdict(write_trace(e, label)).rationale
+                assert rationale_problems(rationale, e) == [], (rationale, evidence_block(e))
+
+
+def test_rationale_problems_catches_a_line_that_contradicts_the_evidence():
+    ev = evidence_from_signals({**{s: (0.5, 0.4) for s in SIGNALS}, "words": (0.1, 0.3)}, MODEL)
+    good = parse_verdict(write_trace(ev, "A")).rationale
+    assert "Against: word n-grams 0.20." in good
+    assert rationale_problems(good, ev) == []
+    lies = [good.replace("Against: word n-grams 0.20.", "Against: none."),  # silent on a disagreeing reading? fine
+            good.replace("style encoder 0.10", "style encoder 0.30"),  # wrong margin
+            good.replace("Against: word n-grams", "Against: style encoder"),  # a reading on the wrong side
+            good.replace("Weighed: A", "Weighed: B"),
+            good + "\nPersonal factors: mostly nearer A."]
+    assert rationale_problems(lies[0], ev) == []  # leaving a reading out is not a false statement
+    for lie in lies[1:]:
+        assert rationale_problems(lie, ev), lie
+
+
+def test_rejection_keeps_a_trace_only_when_the_weighed_evidence_favours_the_label():
+    ev = evidence_from_signals({s: (0.5, 0.4) for s in SIGNALS}, MODEL)
+    assert consistent_with(ev, "A") and not consistent_with(ev, "B")
+    tie = Evidence(tuple(Reading(s, 0.5, 0.5) for s in SIGNALS), Reading("weighed", 0.5, 0.5))
+    assert not consistent_with(tie, "A") and not consistent_with(tie, "B")
+    unweighed = evidence_from_signals({**{s: (0.5, 0.4) for s in SIGNALS}, "words": (0.1, 0.3)}, None)
+    assert consistent_with(unweighed, "A") and not consistent_with(unweighed, "B")
+
+
+@pytest.mark.skipif(not REUTERS.is_dir(), reason="the real-author development corpus is not beside the checkout")
+def test_rationale_lines_are_true_on_real_author_pairs_in_both_orders():
+    from persrm_core.real_authors import real_author_pairs
+
+    pairs = real_author_pairs(REUTERS, max_pairs=6, num_exemplars=2, seed=7)
+    texts = sorted({t for p in pairs for t in (*p.exemplars, p.response_a, p.response_b)})
+    model = EvidenceModel(fit_idf(texts), combined=MODEL)
+    evs = read_pairs(model, [(p.exemplars, p.response_a, p.response_b) for p in pairs]
+                     + [(p.exemplars, p.response_b, p.response_a) for p in pairs])
+    for ev, sw in zip(evs[: len(pairs)], evs[len(pairs):]):
+        assert [r.nearer for r in sw.readings] == [r.nearer for r in ev.swapped().readings]
+        for e in (ev, sw):
+            for label in ("A", "B"):
+                assert rationale_problems(parse_verdict(write_trace(e, label)).rationale, e) == []
