@@ -64,5 +64,16 @@ repro: install
 bench: install
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
+# Measure SFT/GRPO/judging throughput, MFU and peak memory on one CUDA GPU (scripts/gpu_check.py:
+# a random ~213M-parameter Qwen2, bf16). Needs no venv and no project install: only torch, transformers,
+# accelerate, trl and datasets importable by $(PYTHON): python3 on PATH (here that is .venv's, which
+# this Makefile puts first on PATH; on a bare GPU machine trl and datasets may come as wheels on
+# PYTHONPATH); `make gpu-check PYTHON=...` picks another. Deliberately not dependent on `install`.
+# E.g. make gpu-check GPU_CHECK_ARGS="--json out/gpu_check.json --append BENCHMARKS.md"; --small smoke-tests it on a CPU.
+.PHONY: gpu-check
+gpu-check: PYTHON := python3
+gpu-check:
+	$(PYTHON) scripts/gpu_check.py $(GPU_CHECK_ARGS)
+
 clean-data:
 	rm -rf data/exemplars data/pairs data/corpus data/models data/reports
