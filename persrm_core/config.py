@@ -66,6 +66,7 @@ class EvidenceSettings:
 
     fit_pairs: int = 1500  # train pairs the combined weights are fitted on (sampled by seed; 0 = all)
     cross_author_weight: float = 2.0  # a cross-author pair counts this many times in the fit
+    fit_negative_types: list[str] = field(default_factory=list)  # fit on these negative types only ([] = all)
     l2: float = 0.01
 
 

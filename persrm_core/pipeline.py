@@ -340,6 +340,8 @@ def evidence_model(s: Settings, progress: bool = True) -> dict:
     texts = sorted({t for p in train for t in (p["response_a"], p["response_b"], *p["exemplars"])})
     held = set(enc_meta.get("calibration_authors") or [])
     fit = [p for p in train if p["author_id"] in held] or train
+    if s.evidence.fit_negative_types:
+        fit = [p for p in fit if p["negative_type"] in s.evidence.fit_negative_types] or fit
     rng = random.Random(s.seed)
     if 0 < s.evidence.fit_pairs < len(fit):
         fit = rng.sample(fit, s.evidence.fit_pairs)
@@ -566,7 +568,7 @@ def eval_report(s: Settings) -> dict:
         judge = judges[name] = ModelJudge(ref, s.render, gen, s.base_model.dtype, s.base_model.trust_remote_code,
                                           evidence=fitted if name == "base" else None)
         judgments[name] = judge.judge(pairs, both_orders=s.eval.both_orders)
-        if real:
+        if real and name != "base":  # the untrained base is judged on the eval split only (it never parses)
             real_judgments[name] = judge.judge(real, both_orders=s.eval.both_orders)
     for name in s.eval.baselines:
         if name == "scalar_rm":  # a Bradley-Terry scalar reward model trained on the same train split
@@ -636,7 +638,8 @@ def _by_exemplar_count(s: Settings, pairs: list[Pair], judges: dict, judgments: 
                 subset = pairs
             else:
                 subset = [replace(p, exemplars=p.exemplars[:k]) for p in pairs]
-                js = (judges[name].judge(subset, both_orders=s.eval.both_orders) if name in judges
+                # accuracy counts the first order's verdict, so one order is enough here
+                js = (judges[name].judge(subset, both_orders=False) if name in judges
                       else baseline_judge(name, subset, seed=s.seed, both_orders=s.eval.both_orders,
                                           evidence=s.paths.evidence))
             out[name][str(k)] = judge_metrics(subset, js)["accuracy"]

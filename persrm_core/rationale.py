@@ -1,17 +1,24 @@
 """The offline trace writer: a rationale that weighs the measured evidence of a pair.
 
-It names the readings that favour the verdict and those that disagree, each with its margin as
-the evidence block prints it, then the weighed probability, the scores and the verdict:
+It opens with the weighed probability of the verdict, then goes through the readings in the order
+the evidence block shows them, saying of each whether it is for the verdict or against it, and by
+how much (as the block prints it), then the scores and the verdict:
 
-    For A: style encoder 0.14, word n-grams 0.02, personal factors 1.65.
-    Against: character 4-grams 0.01.
     Weighed: A 0.81.
+    style encoder: for, A by 0.14.
+    character 4-grams: against, B by 0.01.
+    word n-grams: for, A by 0.02.
+    function words: a tie.
+    personal factors: for, A by 1.65.
     Scores: A=9 B=1
     Verdict: [[A]]
 
-Every line is true of the pair by construction (tested), in either A/B order. The winner's score
-grows with the weighed margin: 6 at P < 0.6, 7, 8, 9, and 10 at P >= 0.9; the loser gets 10 minus
-it. Readings that tie are left out of both lists ("Against: none." when none disagrees).
+So it names the readings that decide the pair and those that disagree, with their numbers. The
+order follows the block line by line, and the weighed line comes first, because a judge small
+enough to train on two CPU cores learns to copy what sits at a fixed place in its input long before
+it learns to search it. Every line is true of the pair by construction (tested), in either A/B
+order. The winner's score grows with the weighed probability: 6 at P < 0.6, 7, 8, 9, and 10 at
+P >= 0.9; the loser gets 10 minus it.
 """
 
 from __future__ import annotations
@@ -29,13 +36,16 @@ def winner_score(p_winner: float) -> int:
 
 
 def rationale_lines(ev: Evidence, verdict: str) -> list[str]:
-    agree = [r for r in ev.readings if r.nearer == verdict]
-    against = [r for r in ev.readings if r.nearer not in (None, verdict)]
-    lines = [f"For {verdict}: " + (", ".join(f"{r.label} {r.margin:.2f}" for r in agree) or "none") + ".",
-             "Against: " + (", ".join(f"{r.label} {r.margin:.2f}" for r in against) or "none") + "."]
+    lines = []
     if ev.weighed is not None:
         p = ev.weighed.a if verdict == "A" else ev.weighed.b
         lines.append(f"Weighed: {verdict} {p:.2f}.")
+    for r in ev.readings:
+        if r.nearer is None:
+            lines.append(f"{r.label}: a tie.")
+        else:
+            stance = "for" if r.nearer == verdict else "against"
+            lines.append(f"{r.label}: {stance}, {r.nearer} by {r.margin:.2f}.")
     return lines
 
 
@@ -62,44 +72,32 @@ def write_trace(ev: Evidence, label: str) -> str:
     return format_completion("\n".join(rationale_lines(ev, label)), score_a, score_b, label)
 
 
-ITEM_RE = re.compile(r"^(.+) (\d+\.\d\d)$")
-
-
 def rationale_problems(rationale: str, ev: Evidence) -> list[str]:
     """The lines of `rationale` that are not true of `ev` (empty = every line is true): each named
-    reading must exist, favour the side the line says, by the margin it says; the weighed line must
-    state the weighed probability of the side it names."""
+    reading must exist and favour the side it says, by the margin it says, and be for or against
+    the verdict of the Weighed line as it says; the Weighed line must state the weighed probability
+    of the side it names. A reading may be left out; a line of any other shape is a problem."""
     by_label = {r.label: r for r in ev.readings}
-    problems = []
-    lines = [ln.strip() for ln in rationale.strip().splitlines() if ln.strip()]
-    verdict = None
-    for ln in lines:
-        if m := re.match(r"^For (A|B): (.*)\.$", ln):
+    problems, verdict = [], None
+    for ln in (x.strip() for x in rationale.strip().splitlines() if x.strip()):
+        if m := re.match(r"^Weighed: (A|B) (\d\.\d\d)\.$", ln):
             verdict = m.group(1)
-            side, items = verdict, m.group(2)
-        elif m := re.match(r"^Against: (.*)\.$", ln):
-            if verdict is None:
-                problems.append(f"{ln!r}: no 'For' line before it")
-                continue
-            side, items = ("B" if verdict == "A" else "A"), m.group(1)
-        elif m := re.match(r"^Weighed: (A|B) (\d\.\d\d)\.$", ln):
             if ev.weighed is None:
                 problems.append(f"{ln!r}: no weighed evidence was shown")
-            else:
-                p = ev.weighed.a if m.group(1) == "A" else ev.weighed.b
-                if f"{p:.2f}" != m.group(2):
-                    problems.append(f"{ln!r}: the weighed evidence is A {ev.weighed.a:.2f}, B {ev.weighed.b:.2f}")
-            continue
+            elif f"{ev.weighed.a if verdict == 'A' else ev.weighed.b:.2f}" != m.group(2):
+                problems.append(f"{ln!r}: the weighed evidence is A {ev.weighed.a:.2f}, B {ev.weighed.b:.2f}")
+        elif m := re.match(r"^(.+): a tie\.$", ln):
+            r = by_label.get(m.group(1))
+            if r is None or r.nearer is not None:
+                problems.append(f"{ln!r}: " + (r.line() if r else "names no reading"))
+        elif m := re.match(r"^(.+): (for|against), (A|B) by (\d+\.\d\d)\.$", ln):
+            r = by_label.get(m.group(1))
+            if r is None:
+                problems.append(f"{ln!r}: names no reading")
+            elif r.nearer != m.group(3) or f"{r.margin:.2f}" != m.group(4):
+                problems.append(f"{ln!r}: {r.line()}")
+            elif verdict is not None and (m.group(2) == "for") != (m.group(3) == verdict):
+                problems.append(f"{ln!r}: the weighed verdict is {verdict}")
         else:
             problems.append(f"{ln!r}: not a rationale line")
-            continue
-        if items == "none":
-            continue
-        for item in items.split(", "):
-            im = ITEM_RE.match(item)
-            r = by_label.get(im.group(1)) if im else None
-            if r is None:
-                problems.append(f"{ln!r}: {item!r} names no reading")
-            elif r.nearer != side or f"{r.margin:.2f}" != im.group(2):
-                problems.append(f"{ln!r}: {r.line()}")
     return problems

@@ -3,7 +3,8 @@
 A signal scores how near each response is to the exemplars, by one kind of evidence:
 
 * `style`: cosine to the exemplars' mean in the style encoder's space (MiniLM fine-tuned
-  contrastively on the training split's authors, `persrm_core.style_encoder`);
+  contrastively on the training split's authors, `persrm_core.style_encoder`); a long text is read
+  as up to three windows of 90 words whose embeddings are averaged (`text_windows`);
 * `char4`: cosine of character 4-gram TF-IDF vectors, IDF fitted on the training corpus;
 * `words`: cosine of word 1-2-gram TF-IDF vectors, IDF fitted on the training corpus;
 * `function_words`: cosine of relative frequencies of ~150 English function words (topic-free);
@@ -188,7 +189,14 @@ class EvidenceModel:
 
         texts = sorted({t for ex, a, b in pairs for t in (*ex, a, b)})
         index = {t: i for i, t in enumerate(texts)}
-        emb = encode(self.encoder_dir, texts, progress=progress)
+        windows = [text_windows(t) for t in texts]
+        flat = [w for ws in windows for w in ws]
+        flat_emb = encode(self.encoder_dir, flat, progress=progress)
+        emb, at = np.zeros((len(texts), flat_emb.shape[1] if len(flat) else 384), dtype=np.float32), 0
+        for i, ws in enumerate(windows):  # a text's embedding: the mean of its windows', unit length
+            v = flat_emb[at:at + len(ws)].mean(axis=0)
+            emb[i] = v / (np.linalg.norm(v) or 1.0)
+            at += len(ws)
         vecs = {name: [table.vector(t) for t in texts] for name, table in self.idf.items()}
         fw = np.stack([function_word_vector(t) for t in texts]) if texts else np.zeros((0, len(FUNCTION_WORDS)))
         out = []
@@ -209,6 +217,21 @@ class EvidenceModel:
             row["factors"] = (-distance(measure(a), prof), -distance(measure(b), prof))
             out.append(row)
         return out
+
+
+WINDOW_WORDS = 90  # about the encoder's 128 tokens
+MAX_WINDOWS = 3
+
+
+def text_windows(text: str, words: int = WINDOW_WORDS, max_windows: int = MAX_WINDOWS) -> list[str]:
+    """What the style encoder reads of a text: up to `max_windows` consecutive windows of `words`
+    words (a last window under a third of that is left out unless it is the only one), so a long
+    exemplar counts with more than its opening."""
+    ws = text.split()
+    out = [" ".join(ws[i:i + words]) for i in range(0, min(len(ws), words * max_windows), words)]
+    if len(out) > 1 and len(out[-1].split()) < words // 3:
+        out.pop()
+    return out or [text]
 
 
 def fit_idf(texts: Sequence[str]) -> dict[str, IdfTable]:

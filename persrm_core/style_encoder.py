@@ -49,6 +49,7 @@ class StyleEncoderConfig:
     learning_rate: float = 2e-5
     max_seq_length: int = 128
     scale: float = 20.0  # InfoNCE temperature^-1, as MultipleNegativesRankingLoss
+    train_layers: int = 2  # the top transformer layers that learn (0 = all, embeddings included); fewer = faster
     heldout_fraction: float = 0.2  # of each author's texts, for the same/different-author accuracy
     calibration_fraction: float = 0.3  # of the authors: never trained on; the combined weights are fitted on them
     seed: int = 0
@@ -167,7 +168,8 @@ def train_style_encoder(by_author: dict[str, list[str]], out_dir: str | Path, cf
     model.max_seq_length = cfg.max_seq_length
     curve: list[tuple[int, float]] = []
     if cfg.steps > 0:
-        optim = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+        params = _trainable(model, cfg.train_layers)
+        optim = torch.optim.AdamW(params, lr=cfg.learning_rate)
         sched = torch.optim.lr_scheduler.LambdaLR(
             optim, lambda s: min(1.0, (s + 1) / max(cfg.steps // 10, 1)) * max(0.0, 1 - s / cfg.steps))
         authors = sorted(train)
@@ -204,3 +206,24 @@ def _preprocess(model, texts: list[str]) -> dict:
     """Tokenized features for a forward pass (`preprocess` in sentence-transformers 6, `tokenize` before)."""
     fn = getattr(model, "preprocess", None) or model.tokenize
     return fn(texts)
+
+
+def _trainable(model, train_layers: int) -> list:
+    """The parameters that learn: all, or only the top `train_layers` transformer layers (the rest,
+    embeddings included, frozen: the backward pass then stops there, about half the step's cost)."""
+    params = list(model.parameters())
+    if train_layers <= 0:
+        return params
+    layers = None
+    for module in model.modules():
+        if hasattr(module, "layer") and isinstance(module.layer, __import__("torch").nn.ModuleList):
+            layers = module.layer
+            break
+    if layers is None or train_layers >= len(layers):
+        return params
+    for p in params:
+        p.requires_grad_(False)
+    top = [p for layer in layers[-train_layers:] for p in layer.parameters()]
+    for p in top:
+        p.requires_grad_(True)
+    return top

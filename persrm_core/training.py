@@ -81,6 +81,7 @@ class TrainConfig:
     lora_dropout: float = 0.05
     lora_target_modules: str | list[str] = "all-linear"
     packing: bool = False
+    max_traces: int = 0  # > 0: train on at most this many traces (a seeded sample after rejection sampling)
 
 
 @dataclass
@@ -345,6 +346,8 @@ def sft_trainer(model_dir: str | Path, train_pairs: list[dict], cfg: TrainConfig
     rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling)
     keep_rate = len(rows) / max(len(train_pairs), 1)
     random.Random(cfg.seed).shuffle(rows)
+    if 0 < cfg.max_traces < len(rows):
+        rows = rows[: cfg.max_traces]
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, callbacks=callbacks, peft_config=_peft_config(cfg))
     return trainer, tokenizer, {"traces": len(rows), "trace_keep_rate": round(keep_rate, 4)}

@@ -62,12 +62,31 @@ def test_metrics_json_reports_every_judge(smoke_root):
     assert judges["length"]["format_valid_rate"] > 0.5
     assert "scalar_rm" in judges and judges["scalar_rm"]["position_consistency"] == 1.0
     counts = metrics["by_exemplar_count"]
-    assert set(counts) == {"rft", "stylometric", "ngram"} and all(set(c) == {"1", "2", "3"} for c in counts.values())
+    assert set(counts) == {"rft", "combined", "stylometric", "ngram"}
+    assert all(set(c) == {"1", "2", "3"} for c in counts.values())
+    assert "combined" in judges and {"brier", "ece", "accuracy_by_confidence"} <= set(judges["combined"])
+    real = metrics["real_authors"]
+    if "judges" in real:  # the development corpus beside the checkout: the lead section's data
+        assert "base" not in real["judges"] and {"sft", "rft", "combined"} <= set(real["judges"])
+        assert set(real["judges"]["rft"]["by_negative_type"]) <= {"cross_author_random", "cross_author_topic"}
     for name in ("accuracy", "by_exemplar_count", "sft_curve", "rft_curve"):
         assert json.loads((smoke_root / f"data/reports/eval/plots/{name}.json").read_text())
     rft = json.loads((smoke_root / "data/reports/eval/plots/rft_curve.json").read_text())
     assert {"reward", "rewards_verdict_correct_mean", "rewards_verdict_invalid_mean",
             "completions_mean_length"} <= set(rft[-1])
+
+
+def test_the_learned_evidence_is_published_and_travels_with_each_checkpoint(smoke_root):
+    from persrm_core.signals import EvidenceModel
+
+    enc = smoke_root / "data/models/style_encoder"
+    assert (enc / "modules.json").is_file() and (enc / "persrm_style_encoder.json").is_file()
+    fitted = EvidenceModel.load(smoke_root / "data/models/evidence")
+    assert fitted.combined is not None and set(fitted.combined["weights"]) == set(fitted.idf) | {
+        "style", "function_words", "factors"}
+    for ckpt in ("sft", "rft"):
+        carried = EvidenceModel.load(smoke_root / f"data/models/{ckpt}/evidence")
+        assert carried.combined == fitted.combined
 
 
 def test_sft_and_rft_change_the_weights(smoke_root):

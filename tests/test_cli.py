@@ -79,6 +79,20 @@ def test_judge_with_baseline(smoke_root, tmp_path, baseline):
     assert len(got) == 6 and all(g["choice"] in ("A", "B") for g in got)
 
 
+def test_judge_with_the_combined_baseline_reads_the_fitted_evidence(smoke_root, tmp_path, capsys):
+    pairs = _pairs_jsonl(smoke_root, tmp_path / "pairs.jsonl")
+    out = tmp_path / "judged.jsonl"
+    assert main(["judge", "--baseline", "combined", "--pairs", str(pairs), "--out", str(out),
+                 "--evidence", str(smoke_root / "data/models/evidence")]) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(got) == 6 and all(g["choice"] in ("A", "B") and abs(sum(g["scores"]) - 1) < 1e-9 for g in got)
+    missing = tmp_path / "no-evidence"
+    assert main(["judge", "--baseline", "combined", "--pairs", str(pairs), "--out", str(tmp_path / "x.jsonl"),
+                 "--evidence", str(missing)]) == 2
+    assert f"{missing}: no fitted evidence here" in capsys.readouterr().err
+    assert not (tmp_path / "x.jsonl").exists()
+
+
 def test_judge_refuses_bad_pair_file_before_any_work(smoke_root, tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     good = _pairs_jsonl(smoke_root, tmp_path / "good.jsonl", n=1).read_text()

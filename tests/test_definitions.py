@@ -13,9 +13,16 @@ def _graph():
     return defs.resolve_asset_graph()
 
 
-def test_code_location_has_the_six_contract_assets_the_base_model_and_the_scalar_rm():
+EXTRA = {"style_encoder", "evidence_model", "base_model", "scalar_rm"}
+
+
+def test_code_location_has_the_six_contract_assets_and_the_learned_evidence_base_model_and_scalar_rm():
     keys = {k.path[-1] for k in _graph().get_all_asset_keys()}
-    assert set(CHAIN) | {"base_model", "scalar_rm"} == keys
+    assert set(CHAIN) | EXTRA == keys
+    graph = _graph()
+    assert AssetKey("style_encoder") in graph.get(AssetKey("evidence_model")).parent_keys
+    for child in ("base_model", "sft_checkpoint", "eval_report"):
+        assert AssetKey("evidence_model") in graph.get(AssetKey(child)).parent_keys
 
 
 def test_each_contract_asset_depends_on_the_one_before_it():
@@ -73,6 +80,6 @@ def test_raw_exemplars_is_partitioned_by_author_and_nothing_else_is():
 def test_jobs_split_ingest_from_retraining():
     keys = lambda name: {k.path[-1] for k in defs.resolve_job_def(name).asset_layer.selected_asset_keys}  # noqa: E731
     assert keys("persrm_ingest_authors") == {"raw_exemplars"}
-    assert keys("persrm_full_retrain") == set(CHAIN[1:]) | {"base_model", "scalar_rm"}
+    assert keys("persrm_full_retrain") == set(CHAIN[1:]) | EXTRA
     assert keys("persrm_data_only") == {"synthetic_pairs", "filtered_corpus"}
     assert keys("persrm_eval_only") == {"eval_report"}

@@ -41,8 +41,7 @@ def test_dvc_repro_builds_the_chain_then_is_up_to_date(tmp_path):
 
     first = subprocess.run([str(DVC), "repro"], cwd=work, env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for stage in ("raw_exemplars", "synthetic_pairs", "filtered_corpus", "base_model", "sft_checkpoint",
-                  "rft_checkpoint", "scalar_rm", "eval_report"):
+    for stage in STAGES:
         assert f"Running stage '{stage}'" in first.stdout
     metrics = json.loads((work / "data/reports/eval/metrics.json").read_text())
     assert metrics["settings"]["profile"] == "smoke"
@@ -66,11 +65,14 @@ def test_dvc_repro_builds_the_chain_then_is_up_to_date(tmp_path):
     exp = subprocess.run([str(DVC), "exp", "run", "-S", "profiles.smoke.eval.max_pairs=6"], cwd=work, env=env,
                          capture_output=True, text=True)
     assert exp.returncode == 0, exp.stdout[-3000:] + exp.stderr[-3000:]
-    ran = [s for s in ("raw_exemplars", "synthetic_pairs", "filtered_corpus", "base_model", "sft_checkpoint",
-                       "rft_checkpoint", "scalar_rm", "eval_report") if f"Running stage '{s}'" in exp.stdout]
+    ran = [s for s in STAGES if f"Running stage '{s}'" in exp.stdout]
     assert ran == ["eval_report"], exp.stdout[-3000:]
     metrics = json.loads((work / "data/reports/eval/metrics.json").read_text())
     assert metrics["settings"]["eval_pairs"] == 6
+
+
+STAGES = ("raw_exemplars", "synthetic_pairs", "filtered_corpus", "style_encoder", "evidence_model", "base_model",
+          "sft_checkpoint", "rft_checkpoint", "scalar_rm", "eval_report")
 
 
 def test_each_stage_tracks_exactly_the_params_sections_it_reads():

@@ -177,15 +177,18 @@ def test_every_rationale_line_is_true_of_its_pair_in_both_orders():
 def test_rationale_problems_catches_a_line_that_contradicts_the_evidence():
     ev = evidence_from_signals({**{s: (0.5, 0.4) for s in SIGNALS}, "words": (0.1, 0.3)}, MODEL)
     good = parse_verdict(write_trace(ev, "A")).rationale
-    assert "Against: word n-grams 0.20." in good
+    assert good.splitlines()[0].startswith("Weighed: A ")
+    assert "word n-grams: against, B by 0.20." in good and "style encoder: for, A by 0.10." in good
     assert rationale_problems(good, ev) == []
-    lies = [good.replace("Against: word n-grams 0.20.", "Against: none."),  # silent on a disagreeing reading? fine
-            good.replace("style encoder 0.10", "style encoder 0.30"),  # wrong margin
-            good.replace("Against: word n-grams", "Against: style encoder"),  # a reading on the wrong side
+    left_out = "\n".join(ln for ln in good.splitlines() if not ln.startswith("word n-grams"))
+    assert rationale_problems(left_out, ev) == []  # leaving a reading out is not a false statement
+    lies = [good.replace("style encoder: for, A by 0.10.", "style encoder: for, A by 0.30."),  # wrong margin
+            good.replace("word n-grams: against, B by 0.20.", "word n-grams: for, A by 0.20."),  # wrong side
+            good.replace("style encoder: for, A", "style encoder: against, A"),  # wrong stance
+            good.replace("style encoder: for, A by 0.10.", "style encoder: a tie."),
             good.replace("Weighed: A", "Weighed: B"),
             good + "\nPersonal factors: mostly nearer A."]
-    assert rationale_problems(lies[0], ev) == []  # leaving a reading out is not a false statement
-    for lie in lies[1:]:
+    for lie in lies:
         assert rationale_problems(lie, ev), lie
 
 
@@ -212,3 +215,38 @@ def test_rationale_lines_are_true_on_real_author_pairs_in_both_orders():
         for e in (ev, sw):
             for label in ("A", "B"):
                 assert rationale_problems(parse_verdict(write_trace(e, label)).rationale, e) == []
+
+
+# --- the style encoder's plumbing ------------------------------------------------------------------
+
+def test_text_windows_read_up_to_three_windows_and_drop_a_short_tail():
+    from persrm_core.signals import text_windows
+
+    assert text_windows("one two") == ["one two"]
+    long = " ".join(f"w{i}" for i in range(500))
+    wins = text_windows(long)
+    assert len(wins) == 3 and all(len(w.split()) == 90 for w in wins) and wins[0].startswith("w0 ")
+    assert len(text_windows(" ".join(f"w{i}" for i in range(100)))) == 1  # a 10-word tail is left out
+    assert len(text_windows(" ".join(f"w{i}" for i in range(130)))) == 2
+
+
+def test_calibration_authors_are_seeded_and_leave_training_authors():
+    from persrm_core.style_encoder import calibration_authors
+
+    authors = [f"a{i}" for i in range(10)]
+    picked = calibration_authors(authors, 0.3, seed=1)
+    assert len(picked) == 3 and picked == calibration_authors(list(reversed(authors)), 0.3, seed=1)
+    assert calibration_authors(authors, 0.0, seed=1) == [] and calibration_authors(authors[:3], 0.5, 1) == []
+    assert len(calibration_authors(authors[:4], 0.9, seed=1)) == 2  # two always stay to train on
+
+
+def test_only_the_top_layers_of_the_encoder_learn_when_asked():
+    from sentence_transformers import SentenceTransformer
+
+    from persrm_core.style_encoder import _trainable, bundled_minilm
+
+    model = SentenceTransformer(str(bundled_minilm()), device="cpu")
+    top = _trainable(model, 2)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert len(top) == len(trainable) and 0 < len(trainable) < len(list(model.parameters()))
+    assert len(_trainable(model, 0)) == len(list(model.parameters()))

@@ -59,22 +59,33 @@ def _texts_by_author(root: Path) -> dict[str, list[str]]:
     return out
 
 
-def test_pairs_pit_the_authors_own_continuation_against_another_author(corpus):
+def test_pairs_pit_the_authors_own_text_against_another_authors_half_topic_matched(corpus):
+    from persrm_core.real_authors import NEUTRAL_PROMPT, RANDOM_OTHER, TOPIC_MATCHED
+
     pairs = real_author_pairs(corpus, max_pairs=0, num_exemplars=2, seed=3)
-    assert pairs, "no pairs built from the four-author corpus"
+    assert len(pairs) == 24  # one per text
     texts = _texts_by_author(corpus)
     for p in pairs:
-        assert p.negative_type == "cross_author"
+        assert p.prompt == NEUTRAL_PROMPT
         assert p.label in ("A", "B")
         own = texts[p.author_id]
         others = [t for a, ts in texts.items() if a != p.author_id for t in ts]
-        source = next(t for t in own if t.startswith(p.prompt))
-        assert p.chosen in source  # the author's own continuation of the prompt
-        assert any(p.rejected in t for t in others)  # another author's text
-        assert not any(p.rejected in t for t in own)
+        source = next(t for t in own if t.startswith(p.chosen))  # the opening of one of the author's texts
+        assert any(t.startswith(p.rejected) for t in others)  # ... against the opening of another author's
+        assert len(p.chosen.split()) == len(p.rejected.split())
         assert 1 <= len(p.exemplars) <= 2
         assert all(e in own and e != source for e in p.exemplars)  # other texts by the same author
+    assert Counter(p.negative_type for p in pairs) == {RANDOM_OTHER: 12, TOPIC_MATCHED: 12}
     assert len({p.author_id for p in pairs}) == len(STYLES)
+
+
+def test_topic_matched_negative_is_the_nearest_other_authors_text(corpus):
+    from persrm_core.real_authors import TOPIC_MATCHED
+
+    for p in real_author_pairs(corpus, max_pairs=0, num_exemplars=2, seed=3):
+        if p.negative_type == TOPIC_MATCHED:  # the corpus's texts share a topic word by index: k % 6
+            topic = p.chosen.split()[0].lower()
+            assert p.rejected.split()[0].lower() == topic, (p.chosen[:40], p.rejected[:40])
 
 
 def test_sample_is_deterministic_balanced_and_capped(corpus):
@@ -84,6 +95,8 @@ def test_sample_is_deterministic_balanced_and_capped(corpus):
     assert len(first) == 4
     assert Counter(p.label for p in first) == {"A": 2, "B": 2}
     assert len({p.author_id for p in first}) == 4  # round-robin over authors
+    only = real_author_pairs(corpus, max_pairs=0, num_exemplars=2, seed=5, authors=["FormalFiona"])
+    assert {p.author_id for p in only} == {"FormalFiona"} and len(only) == 6
 
 
 def test_missing_folder_is_skipped_not_an_error(tmp_path):
@@ -120,7 +133,7 @@ def test_report_renders_the_real_authors_section(tmp_path):
     files = write_report(tmp_path, _metrics(real), {}, [])
     md = (tmp_path / "report.md").read_text()
     section = md.split("## Real authors", 1)[1].split("\n## ", 1)[0]
-    assert "8 cross-author pairs by 4 authors from `/data/reuters`" in section
+    assert "8 cross-author pairs by 4 authors from `/data/reuters`, answering a neutral prompt" in section
     assert "| judge | accuracy | ci95 | n | format_valid_rate | position_consistency |" in section
     assert "| rft | 0.875 | [0.78, 0.97] | 8 | 1.000 | 0.750 |" in section
     assert "RFT beat the best baseline, ngram (0.875 vs 0.750)" in section
@@ -130,6 +143,11 @@ def test_report_renders_the_real_authors_section(tmp_path):
     assert files["real_authors"].read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["real_authors"]["judges"]["rft"]["accuracy"] == 0.875
+    lead = md.split("## Does the trained judge beat every baseline on people it never saw?", 1)[1].split("\n## ", 1)[0]
+    assert md.index("## Does the trained judge") < md.index("## Summary") < md.index("## Real authors")
+    assert "RFT is at or above every baseline overall: 0.875" in lead and "the best, ngram, at 0.750" in lead
+    assert "cross_author: RFT 0.875" in lead and "best baseline ngram 0.750 (at or above)" in lead
+    assert "<h2>Does the trained judge beat every baseline on people it never saw?</h2>" in html
 
 
 def test_report_says_why_the_real_authors_section_was_skipped(tmp_path):
