@@ -75,8 +75,8 @@ def real_author_pairs(root: str | Path | None, max_pairs: int = 200, num_exempla
             else:
                 other = rng.choice([b for b in usable if b != a])
                 j = rng.choice(per_author[other])
-            chosen = _cut(texts[i][1], response_words)
-            rejected = _cut(texts[j][1], len(chosen.split()))
+            n = min(response_words, len(texts[i][1].split()), len(texts[j][1].split()))
+            chosen, rejected = _cut(texts[i][1], n), _cut(texts[j][1], n)  # same length: length decides nothing
             pool = [k for k in per_author[a] if k != i]
             ex = [texts[k][1] for k in rng.sample(pool, k=min(num_exemplars, len(pool)))]
             rows.append((f"real-{a}-{depth}", a, ex, chosen, rejected, kind))

@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception:  # noqa: BLE001 - only a hint; the SFT/GRPO parts report the real error
             where = "site-packages"
         if "site-packages" not in where and not os.path.realpath(where).startswith(os.path.realpath(sys.prefix)):
-            # dill (datasets' fingerprint hasher) pickles a module by reference only when its file is
+            # The serializer behind datasets' fingerprint hasher pickles a module by reference only when its file is
             # under sys.prefix or a path containing "site-packages"; a pyarrow elsewhere makes
             # `Dataset.from_*` fail with "Can't pickle <class 'MonthDayNano'>".
             notes.append(f"pyarrow is imported from {where}, outside sys.prefix and any 'site-packages' path: "

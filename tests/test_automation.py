@@ -79,7 +79,7 @@ def test_partial_jobs_select_their_assets():
     assert _keys(INGEST) == {"raw_exemplars"}
     assert _keys("persrm_data_only") == {"synthetic_pairs", "filtered_corpus"}
     assert _keys("persrm_eval_only") == {"eval_report"}
-    assert len(_keys(FULL)) == 7  # every asset downstream of the ingested exemplars
+    assert len(_keys(FULL)) == 9  # every asset downstream of the ingested exemplars
 
 
 def test_automation_is_registered_and_off_by_default():

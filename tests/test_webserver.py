@@ -62,7 +62,7 @@ def test_dagster_dev_materializes_the_chain_through_graphql(dagster_dev, ui_proj
     assert dagster_dev.wait_for_run(ingest_id, timeout=120) == "SUCCESS"
     assert dagster_dev.partition_keys() == authors
     run_id = dagster_dev.launch_job(FULL_RETRAIN_JOB, run_config=smoke, tags=tags)
-    assert dagster_dev.wait_for_run(run_id, timeout=480) == "SUCCESS"
+    assert dagster_dev.wait_for_run(run_id, timeout=900) == "SUCCESS"
     print(f"ingest {ingest_id} and retrain {run_id} succeeded in {time.monotonic() - started:.0f} s")
 
     nodes = dagster_dev.asset_nodes()
