@@ -126,7 +126,7 @@ def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig
 
 @asset(group_name=GROUP, deps=[filtered_corpus], kinds={"pytorch", "sentence-transformers"},
        description="The style encoder: the bundled MiniLM fine-tuned contrastively on the training split's authors "
-                   "(less the calibration authors), published as a sentence-transformers folder.")
+                   "(less any calibration authors), published as a sentence-transformers folder.")
 def style_encoder(context: AssetExecutionContext, config: StyleEncoderConfig, compute: ComputeProfile,
                   store: ArtifactStore) -> MaterializeResult:
     s = _settings(config, compute, store)
@@ -144,7 +144,8 @@ def style_encoder(context: AssetExecutionContext, config: StyleEncoderConfig, co
 
 @asset(group_name=GROUP, deps=[filtered_corpus, style_encoder], kinds={"python", "numpy"},
        description="The evidence the judge reads: IDF tables fitted on the training corpus, the style encoder, "
-                   "and the `combined` weights of the style signals fitted on the calibration authors' train pairs.")
+                   "and the `combined` weights of the style signals fitted on the train pairs of `evidence.fit_negative_types` "
+                   "(of the calibration authors when `style_encoder.calibration_fraction` > 0).")
 def evidence_model(context: AssetExecutionContext, config: EvidenceModelConfig, compute: ComputeProfile,
                    store: ArtifactStore) -> MaterializeResult:
     s = _settings(config, compute, store)
