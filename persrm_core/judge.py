@@ -147,7 +147,7 @@ class ModelJudge:
             row = {"pair_id": pair.pair_id, "choice": v.choice, "scores": list(v.scores) if v.scores else None,
                    "rationale": v.rationale if v.valid else texts[i].strip()}
             if v.valid and evs[i] is not None and evs[i].weighed is not None:
-                row["rationale_true"] = not rationale_problems(v.rationale, evs[i])
+                row["rationale_true"] = not rationale_problems(v.rationale, evs[i], v.choice)
             if both_orders:
                 vs = parse_verdict(texts[len(pairs) + i])
                 row["choice_swapped"] = _flip(vs.choice)

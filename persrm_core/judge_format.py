@@ -21,6 +21,8 @@ from dataclasses import dataclass
 SYSTEM_PROMPT = ("You are a personalized reward model: judge which response fits the author of the "
                  "exemplars, by their personal style.")
 QUESTION = "Which response did this author write? Weigh the measured style, then give scores and a verdict."
+# The evidence block, when shown, closes the user message: its weighed line sits a fixed distance
+# before the answer, where a small judge finds it soonest.
 
 SCORES_RE = re.compile(r"^Scores: A=(\d{1,2}) B=(\d{1,2})$")
 VERDICT_RE = re.compile(r"^Verdict: \[\[(A|B)\]\]$")
@@ -39,6 +41,11 @@ class RenderLimits:
     max_response_words: int = 120
     max_prompt_tokens: int | None = None
     evidence: bool = True  # show the measured style evidence (persrm_core.evidence) to the judge
+    rationale: str = "full"  # the offline SFT traces (persrm_core.rationale): full | brief
+
+    def __post_init__(self):
+        if self.rationale not in ("full", "brief"):
+            raise ValueError(f"render.rationale must be full or brief, not {self.rationale!r}")
 
 
 @dataclass(frozen=True)
@@ -67,8 +74,8 @@ def user_message(exemplars: Sequence[str], prompt: str, response_a: str, respons
         f"Prompt: {_cut(prompt, limits.max_response_words)}",
         f"Response A: {_cut(response_a, limits.max_response_words)}",
         f"Response B: {_cut(response_b, limits.max_response_words)}",
-        *([evidence] if evidence else []),
         QUESTION,
+        *([evidence] if evidence else []),
     ]
     return "\n".join(lines)
 

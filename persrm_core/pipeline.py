@@ -389,14 +389,24 @@ def base_model(s: Settings) -> dict:
 
     train = corpus_pairs(s.paths.corpus / "train.parquet")
     texts = sorted({t for p in train for t in (p["prompt"], p["response_a"], p["response_b"], *p["exemplars"])})
-    # Judge-format text too, so its words are single tokens; traces of train pairs only.
+    # Judge-format text too, so its words are single tokens: train pairs rendered as the judge reads
+    # them, with evidence of seeded random readings (only its words and layout matter here; measuring
+    # the real evidence would load the style encoder for a tokenizer).
     texts += [r["completion"][0]["content"] + "\n" + r["prompt"][-1]["content"]
-              for r in sft_rows(with_evidence(s, train[:400]), s.render)]
+              for r in sft_rows(_format_sample_evidence(train[:400], s.seed), s.render)]
     with atomic_dir(s.paths.base_model) as tmp:
         build_tiny(texts, tmp, s.base_model.tiny)
         n_params = _count_params(tmp)
     return {"base_model": str(s.paths.base_model), "built": True, "parameters": n_params,
             "tokenizer_training_texts": len(texts)}
+
+
+def _format_sample_evidence(pairs: list[dict], seed: int) -> list[dict]:
+    from persrm_core.signals import SIGNALS
+
+    rng = random.Random(seed)
+    return [{**p, "evidence": {"signals": {n: [round(rng.random(), 2), round(rng.random(), 2)] for n in SIGNALS},
+                               "p_a": round(rng.random(), 2)}} for p in pairs]
 
 
 def base_model_ref(s: Settings) -> str:

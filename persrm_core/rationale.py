@@ -1,24 +1,25 @@
 """The offline trace writer: a rationale that weighs the measured evidence of a pair.
 
-It opens with the weighed probability of the verdict, then goes through the readings in the order
-the evidence block shows them, saying of each whether it is for the verdict or against it, and by
-how much (as the block prints it), then the scores and the verdict:
+It opens with the weighed probability of the verdict, names the readings for the verdict and those
+against it (in the order the evidence block shows them; ties are in neither), then the scores and
+the verdict:
 
     Weighed: A 0.81.
-    style encoder: for, A by 0.14.
-    character 4-grams: against, B by 0.01.
-    word n-grams: for, A by 0.02.
-    function words: a tie.
-    personal factors: for, A by 1.65.
+    For: style encoder, word n-grams, personal factors.
+    Against: character 4-grams.
     Scores: A=9 B=1
     Verdict: [[A]]
 
-So it names the readings that decide the pair and those that disagree, with their numbers. The
-order follows the block line by line, and the weighed line comes first, because a judge small
-enough to train on two CPU cores learns to copy what sits at a fixed place in its input long before
-it learns to search it. Every line is true of the pair by construction (tested), in either A/B
-order. The winner's score grows with the weighed probability: 6 at P < 0.6, 7, 8, 9, and 10 at
-P >= 0.9; the loser gets 10 minus it.
+So it names the readings that decide the pair and those that disagree; their margins are in the
+evidence block it answers, right above. The `brief` trace (`render.rationale: brief`) keeps only the
+Weighed line before the scores: a judge trained for ~150 steps from random weights copies a letter
+~10 tokens back but not ~35, so the tiny default cannot carry its verdict across the For and
+Against lines (BENCHMARKS.md). The weighed line comes first and the rationale is short
+because a judge small enough to train on two CPU cores learns to copy what sits at a fixed place
+in its input within ~100 SFT steps when the completion is ~45 tokens, and had not learned it after
+200 when each reading's margin was copied too (~85 tokens; BENCHMARKS.md). Every line is true of
+the pair by construction (tested), in either A/B order. The winner's score grows with the weighed
+probability: 6 at P < 0.6, 7, 8, 9, and 10 at P >= 0.9; the loser gets 10 minus it.
 """
 
 from __future__ import annotations
@@ -35,17 +36,17 @@ def winner_score(p_winner: float) -> int:
     return 6 + min(4, max(0, (hundredths - 50) // 10))
 
 
-def rationale_lines(ev: Evidence, verdict: str) -> list[str]:
+def rationale_lines(ev: Evidence, verdict: str, style: str = "full") -> list[str]:
     lines = []
     if ev.weighed is not None:
         p = ev.weighed.a if verdict == "A" else ev.weighed.b
         lines.append(f"Weighed: {verdict} {p:.2f}.")
-    for r in ev.readings:
-        if r.nearer is None:
-            lines.append(f"{r.label}: a tie.")
-        else:
-            stance = "for" if r.nearer == verdict else "against"
-            lines.append(f"{r.label}: {stance}, {r.nearer} by {r.margin:.2f}.")
+        if style == "brief":
+            return lines
+    pro = [r.label for r in ev.readings if r.nearer == verdict]
+    con = [r.label for r in ev.readings if r.nearer is not None and r.nearer != verdict]
+    lines.append(f"For: {', '.join(pro) or 'none'}.")
+    lines.append(f"Against: {', '.join(con) or 'none'}.")
     return lines
 
 
@@ -60,7 +61,7 @@ def consistent_with(ev: Evidence, label: str) -> bool:
     return votes.count(label) > votes.count(other)
 
 
-def write_trace(ev: Evidence, label: str) -> str:
+def write_trace(ev: Evidence, label: str, style: str = "full") -> str:
     """A full judge completion (rationale, scores, verdict) for the labelled pair."""
     if ev.weighed is not None:
         p = ev.weighed.a if label == "A" else ev.weighed.b
@@ -69,35 +70,45 @@ def write_trace(ev: Evidence, label: str) -> str:
         p = 0.5 + 0.5 * (votes.count(label) - (len(votes) - votes.count(label))) / max(len(votes), 1)
     hi = winner_score(p)
     score_a, score_b = (hi, 10 - hi) if label == "A" else (10 - hi, hi)
-    return format_completion("\n".join(rationale_lines(ev, label)), score_a, score_b, label)
+    return format_completion("\n".join(rationale_lines(ev, label, style)), score_a, score_b, label)
 
 
-def rationale_problems(rationale: str, ev: Evidence) -> list[str]:
-    """The lines of `rationale` that are not true of `ev` (empty = every line is true): each named
-    reading must exist and favour the side it says, by the margin it says, and be for or against
-    the verdict of the Weighed line as it says; the Weighed line must state the weighed probability
-    of the side it names. A reading may be left out; a line of any other shape is a problem."""
+def rationale_problems(rationale: str, ev: Evidence, verdict: str | None = None) -> list[str]:
+    """The lines of `rationale` that are not true of `ev` (empty = every line is true): the Weighed
+    line must state the weighed probability of the side it names; each reading named on the For
+    (Against) line must exist and favour the Weighed line's side (the other side); a tie is in
+    neither; "none" must be true. `verdict`, the judge's choice, when given, is what the Weighed
+    line must name, and what For and Against are read against where there is no Weighed line
+    (evidence with no fitted weights). A reading may be left out; a line of any other shape is a
+    problem."""
     by_label = {r.label: r for r in ev.readings}
-    problems, verdict = [], None
+    problems, choice = [], verdict
     for ln in (x.strip() for x in rationale.strip().splitlines() if x.strip()):
         if m := re.match(r"^Weighed: (A|B) (\d\.\d\d)\.$", ln):
             verdict = m.group(1)
+            if choice is not None and verdict != choice:
+                problems.append(f"{ln!r}: the verdict is {choice}")
             if ev.weighed is None:
                 problems.append(f"{ln!r}: no weighed evidence was shown")
             elif f"{ev.weighed.a if verdict == 'A' else ev.weighed.b:.2f}" != m.group(2):
                 problems.append(f"{ln!r}: the weighed evidence is A {ev.weighed.a:.2f}, B {ev.weighed.b:.2f}")
-        elif m := re.match(r"^(.+): a tie\.$", ln):
-            r = by_label.get(m.group(1))
-            if r is None or r.nearer is not None:
-                problems.append(f"{ln!r}: " + (r.line() if r else "names no reading"))
-        elif m := re.match(r"^(.+): (for|against), (A|B) by (\d+\.\d\d)\.$", ln):
-            r = by_label.get(m.group(1))
-            if r is None:
-                problems.append(f"{ln!r}: names no reading")
-            elif r.nearer != m.group(3) or f"{r.margin:.2f}" != m.group(4):
-                problems.append(f"{ln!r}: {r.line()}")
-            elif verdict is not None and (m.group(2) == "for") != (m.group(3) == verdict):
-                problems.append(f"{ln!r}: the weighed verdict is {verdict}")
+        elif m := re.match(r"^(For|Against): (.+)\.$", ln):
+            if verdict is None:
+                problems.append(f"{ln!r}: for or against what? (no Weighed line before it)")
+                continue
+            other = "B" if verdict == "A" else "A"
+            side = verdict if m.group(1) == "For" else other
+            if m.group(2) == "none":
+                if any(r.nearer == side for r in ev.readings):
+                    problems.append(f"{ln!r}: " + "; ".join(r.line() for r in ev.readings if r.nearer == side))
+                continue
+            names = [n.strip() for n in m.group(2).split(",")]
+            for name in names:
+                r = by_label.get(name)
+                if r is None:
+                    problems.append(f"{ln!r}: {name!r} names no reading")
+                elif r.nearer != side:
+                    problems.append(f"{ln!r}: {r.line()}")
         else:
             problems.append(f"{ln!r}: not a rationale line")
     return problems

@@ -61,9 +61,9 @@ def lead_sentences(metrics: dict) -> list[str]:
     if baselines:
         best = max(baselines, key=lambda k: baselines[k]["accuracy"])
         ok = rft["accuracy"] >= baselines[best]["accuracy"]
-        out.append(f"RFT {'is at or above' if ok else 'is below'} every baseline overall: {rft['accuracy']:.3f} "
-                   f"(95% interval {_fmt(rft.get('accuracy_ci95'))}) against the best, {best}, at "
-                   f"{baselines[best]['accuracy']:.3f}.")
+        out.append(f"RFT {'is at or above every baseline' if ok else 'is below the best baseline'} overall: "
+                   f"{rft['accuracy']:.3f} (95% interval {_fmt(rft.get('accuracy_ci95'))}) against the best, "
+                   f"{best}, at {baselines[best]['accuracy']:.3f}.")
         for t, acc in rft.get("by_negative_type", {}).items():
             rivals = {k: v["by_negative_type"].get(t) for k, v in baselines.items()
                       if v.get("by_negative_type", {}).get(t) is not None}

@@ -84,16 +84,73 @@ def encode(encoder_dir: str | Path | None, texts: Sequence[str], batch_size: int
     key = _weights_digest(path)
     cache = _CACHE.setdefault(key, {})
     todo = sorted({t for t in texts if t not in cache})
+    found: dict[str, np.ndarray] = {}
     if todo:
-        vecs = _load(path).encode(todo, batch_size=batch_size, normalize_embeddings=True,
-                                 show_progress_bar=progress, convert_to_numpy=True)
-        if sum(map(len, _CACHE.values())) + len(todo) > CACHE_TEXTS:
+        found = _disk_get(key, todo)
+        rest = [t for t in todo if t not in found]
+        if rest:
+            vecs = _load(path).encode(rest, batch_size=batch_size, normalize_embeddings=True,
+                                      show_progress_bar=progress, convert_to_numpy=True)
+            new = dict(zip(rest, vecs.astype(np.float32)))
+            _disk_put(key, new)
+            found.update(new)
+        if sum(map(len, _CACHE.values())) + len(found) > CACHE_TEXTS:
             _CACHE.clear()
             cache = _CACHE.setdefault(key, {})
-        cache.update(zip(todo, vecs))
-        if any(t not in cache for t in texts):  # the cache was just emptied and is smaller than this call
-            return np.stack([dict(zip(todo, vecs)).get(t, cache.get(t)) for t in texts])
-    return np.stack([cache[t] for t in texts])
+        cache.update(found)
+    return np.stack([cache[t] if t in cache else found[t] for t in texts])
+
+
+DISK_CACHE_ENV = "PERSRM_EMBEDDING_CACHE"
+
+
+def _disk_cache():
+    """The embedding cache shared by processes (a SQLite file named by $PERSRM_EMBEDDING_CACHE;
+    none when unset): the stages of `dvc repro` and of a Dagster run each run in their own
+    process and would otherwise encode the same texts again."""
+    import os
+    import sqlite3
+
+    where = os.environ.get(DISK_CACHE_ENV)
+    if not where:
+        return None
+    Path(where).parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(where, timeout=120)
+    db.execute("CREATE TABLE IF NOT EXISTS emb (encoder TEXT, text TEXT, vec BLOB, PRIMARY KEY (encoder, text))")
+    return db
+
+
+def _text_key(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def _disk_get(encoder: str, texts: list[str]) -> dict[str, np.ndarray]:
+    db = _disk_cache()
+    if db is None:
+        return {}
+    out = {}
+    with db:
+        by_key = {_text_key(t): t for t in texts}
+        keys = list(by_key)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i: i + 500]
+            rows = db.execute(f"SELECT text, vec FROM emb WHERE encoder = ? AND text IN ({','.join('?' * len(chunk))})",
+                              [encoder, *chunk]).fetchall()
+            out.update({by_key[k]: np.frombuffer(v, dtype=np.float32).copy() for k, v in rows})
+    db.close()
+    return out
+
+
+def _disk_put(encoder: str, vecs: dict[str, np.ndarray]) -> None:
+    db = _disk_cache()
+    if db is None:
+        return
+    with db:
+        db.executemany("INSERT OR REPLACE INTO emb VALUES (?, ?, ?)",
+                       [(encoder, _text_key(t), np.asarray(v, dtype=np.float32).tobytes()) for t, v in vecs.items()])
+    db.close()
 
 
 def _weights_digest(path: str) -> str:
@@ -109,6 +166,7 @@ def _weights_digest(path: str) -> str:
             with open(f, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 22), b""):
                     h.update(block)
+        h.update(f"max_seq_length={MAX_SEQ_LENGTH}".encode())
         _DIGESTS[stamp] = h.hexdigest() if files else path
     return _DIGESTS[stamp]
 

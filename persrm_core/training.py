@@ -82,6 +82,7 @@ class TrainConfig:
     lora_target_modules: str | list[str] = "all-linear"
     packing: bool = False
     max_traces: int = 0  # > 0: train on at most this many traces (a seeded sample after rejection sampling)
+    both_orders: bool = True  # each pair's trace in both A/B orders: the verdict follows the evidence, not a side
 
 
 @dataclass
@@ -132,13 +133,18 @@ def _has_cuda() -> bool:
     return torch.cuda.is_available()
 
 
-def sft_rows(pairs: list[dict], limits: RenderLimits, count_tokens=None, rejection_sampling: bool = False) -> list[dict]:
+def sft_rows(pairs: list[dict], limits: RenderLimits, count_tokens=None, rejection_sampling: bool = False,
+             both_orders: bool = False) -> list[dict]:
     """Conversational prompt-completion rows: the judge input and the offline-written trace, from
     each pair's attached evidence (`evidence.attach_evidence`). With `rejection_sampling`, pairs
-    whose weighed evidence contradicts the label are skipped (`rationale.consistent_with`)."""
+    whose weighed evidence contradicts the label are skipped (`rationale.consistent_with`); with
+    `both_orders`, each offline trace is also written for the pair with A and B swapped (a
+    teacher's trace is kept in the order it was written)."""
     from persrm_core.evidence import evidence_of
     from persrm_core.rationale import consistent_with
 
+    if both_orders:
+        pairs = [q for p in pairs for q in ((p,) if p.get("trace") else (p, swapped_pair(p)))]
     rows = []
     for p in tqdm(pairs, desc="writing traces", unit="pair", disable=len(pairs) < 200):
         ev = evidence_of(p)
@@ -147,9 +153,20 @@ def sft_rows(pairs: list[dict], limits: RenderLimits, count_tokens=None, rejecti
             continue
         msgs = render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"], limits,
                                count_tokens, ev if limits.evidence else None)
-        trace = teacher or write_trace(ev, p["label"])
+        trace = teacher or write_trace(ev, p["label"], limits.rationale)
         rows.append({"prompt": msgs, "completion": [{"role": "assistant", "content": trace}]})
     return rows
+
+
+def swapped_pair(p: dict) -> dict:
+    """A pair dict with A and B swapped: responses, label and attached evidence."""
+    from persrm_core.evidence import evidence_from_dict, evidence_to_dict
+
+    out = {**p, "response_a": p["response_b"], "response_b": p["response_a"],
+           "label": {"A": "B", "B": "A"}.get(p.get("label"), p.get("label"))}
+    if p.get("evidence"):
+        out["evidence"] = evidence_to_dict(evidence_from_dict(p["evidence"]).swapped())
+    return out
 
 
 def token_counter(tokenizer):
@@ -343,8 +360,9 @@ def sft_trainer(model_dir: str | Path, train_pairs: list[dict], cfg: TrainConfig
     )
     tokenizer = load_tokenizer(model_dir)
     model = load_model(model_dir, _dtype(cfg))
-    rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling)
-    keep_rate = len(rows) / max(len(train_pairs), 1)
+    rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling, cfg.both_orders)
+    candidates = sum(1 if p.get("trace") or not cfg.both_orders else 2 for p in train_pairs)
+    keep_rate = len(rows) / max(candidates, 1)
     random.Random(cfg.seed).shuffle(rows)
     if 0 < cfg.max_traces < len(rows):
         rows = rows[: cfg.max_traces]

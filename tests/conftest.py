@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Test runs go to throw-away Dagster instances, not the user's DAGSTER_HOME that `make` sets.
 os.environ.pop("DAGSTER_HOME", None)
+# One embedding cache for the session's processes (the smoke chains of the in-process fixture, of
+# `dvc repro` and of `dagster dev` encode the same bundled texts with the same encoders).
+os.environ.setdefault("PERSRM_EMBEDDING_CACHE", os.path.join(tempfile.mkdtemp(prefix="persrm-emb-"), "emb.sqlite"))
 
 REPO = Path(__file__).resolve().parent.parent
 

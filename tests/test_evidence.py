@@ -171,25 +171,35 @@ def test_every_rationale_line_is_true_of_its_pair_in_both_orders():
         for e in (ev, ev.swapped()):
             for label in ("A", "B"):
                 rationale = parse_verdict(write_trace(e, label)).rationale
-                assert rationale_problems(rationale, e) == [], (rationale, evidence_block(e))
+                assert rationale_problems(rationale, e, label) == [], (rationale, evidence_block(e))
+                brief = parse_verdict(write_trace(e, label, "brief"))
+                assert brief.choice == label and brief.rationale.startswith(f"Weighed: {label} ")
+                assert "\n" not in brief.rationale and rationale_problems(brief.rationale, e, label) == []
 
 
 def test_rationale_problems_catches_a_line_that_contradicts_the_evidence():
-    ev = evidence_from_signals({**{s: (0.5, 0.4) for s in SIGNALS}, "words": (0.1, 0.3)}, MODEL)
+    ev = evidence_from_signals({**{s: (0.5, 0.4) for s in SIGNALS}, "words": (0.1, 0.3), "function_words": (0.5, 0.5)},
+                               MODEL)
     good = parse_verdict(write_trace(ev, "A")).rationale
     assert good.splitlines()[0].startswith("Weighed: A ")
-    assert "word n-grams: against, B by 0.20." in good and "style encoder: for, A by 0.10." in good
-    assert rationale_problems(good, ev) == []
-    left_out = "\n".join(ln for ln in good.splitlines() if not ln.startswith("word n-grams"))
+    assert "\nFor: style encoder, character 4-grams, personal factors.\nAgainst: word n-grams." in good
+    assert rationale_problems(good, ev) == [] and rationale_problems(good, ev, "A") == []
+    left_out = good.replace("style encoder, ", "")
     assert rationale_problems(left_out, ev) == []  # leaving a reading out is not a false statement
-    lies = [good.replace("style encoder: for, A by 0.10.", "style encoder: for, A by 0.30."),  # wrong margin
-            good.replace("word n-grams: against, B by 0.20.", "word n-grams: for, A by 0.20."),  # wrong side
-            good.replace("style encoder: for, A", "style encoder: against, A"),  # wrong stance
-            good.replace("style encoder: for, A by 0.10.", "style encoder: a tie."),
+    lies = [good.replace("Against: word n-grams.", "Against: none."),  # there is one against
+            good.replace("For: style encoder,", "For: word n-grams, style encoder,"),  # wrong side
+            good.replace("Against: word n-grams.", "Against: word n-grams, function words."),  # a tie
+            good.replace("Against: word n-grams.", "Against: word counts."),  # no such reading
             good.replace("Weighed: A", "Weighed: B"),
+            "Against: word n-grams.",  # against what?
             good + "\nPersonal factors: mostly nearer A."]
     for lie in lies:
         assert rationale_problems(lie, ev), lie
+    assert rationale_problems(good, ev, "B")  # a verdict that contradicts its own Weighed line
+    unweighed = evidence_from_signals({**{s: (0.5, 0.4) for s in SIGNALS}, "words": (0.1, 0.3)}, None)
+    bare = parse_verdict(write_trace(unweighed, "A")).rationale
+    assert bare.startswith("For: ") and rationale_problems(bare, unweighed, "A") == []
+    assert rationale_problems(bare, unweighed, "B")
 
 
 def test_rejection_keeps_a_trace_only_when_the_weighed_evidence_favours_the_label():
@@ -214,7 +224,7 @@ def test_rationale_lines_are_true_on_real_author_pairs_in_both_orders():
         assert [r.nearer for r in sw.readings] == [r.nearer for r in ev.swapped().readings]
         for e in (ev, sw):
             for label in ("A", "B"):
-                assert rationale_problems(parse_verdict(write_trace(e, label)).rationale, e) == []
+                assert rationale_problems(parse_verdict(write_trace(e, label)).rationale, e, label) == []
 
 
 # --- the style encoder's plumbing ------------------------------------------------------------------
@@ -250,3 +260,25 @@ def test_only_the_top_layers_of_the_encoder_learn_when_asked():
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert len(top) == len(trainable) and 0 < len(trainable) < len(list(model.parameters()))
     assert len(_trainable(model, 0)) == len(list(model.parameters()))
+
+
+def test_embeddings_are_shared_between_processes_through_the_disk_cache(tmp_path, monkeypatch):
+    from persrm_core import style_encoder as se
+
+    monkeypatch.setenv(se.DISK_CACHE_ENV, str(tmp_path / "emb.sqlite"))
+    texts = ["The council met on Monday.", "we went to the beach!!", "The council met on Monday."]
+    first = se.encode(None, texts)
+    se._CACHE.clear()  # as a fresh process would start
+
+    def no_model(path):
+        raise AssertionError("encoded again instead of reading the cache")
+
+    monkeypatch.setattr(se, "_load", no_model)
+    again = se.encode(None, texts)
+    assert np.array_equal(first, again) and again.dtype == np.float32
+    with pytest.raises(AssertionError, match="encoded again"):
+        se.encode(None, ["a text nobody encoded yet"])
+    monkeypatch.delenv(se.DISK_CACHE_ENV)
+    se._CACHE.clear()
+    with pytest.raises(AssertionError, match="encoded again"):  # no cache named: nothing is read from disk
+        se.encode(None, texts[:1])
