@@ -42,12 +42,14 @@ def _parser() -> argparse.ArgumentParser:
                            ("evaluate", "judge pair records and write metrics.json and a report")):
         j = sub.add_parser(name, help=helptext)
         who = j.add_mutually_exclusive_group(required=name == "judge")
-        who.add_argument("--model", help="checkpoint directory (or hub id available offline)")
+        who.add_argument("--model", help="checkpoint directory: a Hugging Face model folder "
+                                         "(config.json, weights, tokenizer)")
         who.add_argument("--baseline", choices=["random", "length", "stylometric", "ngram", "embedding", "combined"])
         j.add_argument("--evidence", default=None,
                        help="fitted evidence folder for --baseline combined (default: the profile's paths.evidence, "
                             "data/models/evidence after `make demo`); a --model checkpoint carries its own")
-        j.add_argument("--pairs", required=True, help="pair records, JSONL or Parquet")
+        j.add_argument("--pairs", required=True, help="pair records, JSONL or Parquet" +
+                       (" (label optional)" if name == "judge" else " (each with its label)"))
         j.add_argument("--out", required=True, help="output JSONL (judge) or directory (evaluate)")
         j.add_argument("--profile", default=None, help="params.yaml profile for render and generation limits")
         j.add_argument("--both-orders", action="store_true", help="also judge with A and B swapped")
@@ -114,6 +116,9 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(args) -> int:
     if args.command == "run":
         from orchestration.runner import failures, run_chain
+        from persrm_core.config import load_settings
+
+        load_settings(args.profile, args.params)  # a bad profile or params file: one line, exit 2, before Dagster starts
 
         result = run_chain(profile=args.profile, select=args.select, params_path=args.params,
                            authors=args.authors, land_incoming=not args.no_incoming)
@@ -136,7 +141,7 @@ def _dispatch(args) -> int:
     from persrm_core.records import read_pairs
 
     s = load_settings(args.profile)
-    pairs = read_pairs(args.pairs)  # validates every record before any work
+    pairs = read_pairs(args.pairs, require_label=args.command != "judge")  # every record, before any work
     judgments = _judge(args, pairs, s)
     if args.command == "judge":
         n = write_jsonl(args.out, judgments)

@@ -41,7 +41,7 @@ def evidence_model_for(model_dir: str | Path, evidence: EvidenceModel | str | Pa
 
 def swapped(pair: Pair) -> Pair:
     return Pair(pair.pair_id, pair.author_id, pair.exemplars, pair.prompt, pair.response_b,
-                pair.response_a, "B" if pair.label == "A" else "A", pair.negative_type)
+                pair.response_a, {"A": "B", "B": "A"}.get(pair.label), pair.negative_type)
 
 
 def _flip(choice: str | None) -> str | None:

@@ -87,6 +87,30 @@ def build_tiny(texts: list[str], out_dir: str | Path, cfg: TinyModelConfig = Tin
     return out
 
 
+def resolve_model(name: str) -> Path:
+    """Where a base model named in params.yaml is on this machine: a local Hugging Face folder, or a
+    hub id already in the local Hugging Face cache (runs are offline, so nothing is downloaded).
+    Anything else is one InputError, raised before any training starts."""
+    from persrm_core.errors import InputError
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise InputError(path, "not a model folder (no config.json)", "base_model.name")
+        return path
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(name, "config.json")
+    except Exception:  # noqa: BLE001 - an id the hub library refuses is just "not found" here
+        cached = None
+    if isinstance(cached, str):
+        return Path(cached).parent
+    raise InputError("params.yaml", f"base_model.name {name!r} is neither a model folder nor a hub id in the "
+                     "local Hugging Face cache (runs are offline: download it first, or give its folder)",
+                     "base_model")
+
+
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     """The tokenizer of a checkpoint, with a pad token and a chat template guaranteed. Loaded the
     same way for a base, an SFT and an RFT checkpoint, as any user of the folder would."""

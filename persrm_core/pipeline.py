@@ -383,7 +383,9 @@ def publish_evidence(s: Settings, checkpoint: Path) -> None:
 def base_model(s: Settings) -> dict:
     """Build the offline `tiny` base from train-split text only, or record a hub id / path."""
     if s.base_model.name != "tiny":
-        return {"base_model": s.base_model.name, "built": False}
+        from persrm_core.model import resolve_model
+
+        return {"base_model": s.base_model.name, "built": False, "found_at": str(resolve_model(s.base_model.name))}
     from persrm_core.model import build_tiny
     from persrm_core.training import sft_rows
 

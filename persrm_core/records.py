@@ -36,7 +36,7 @@ class Pair:
     prompt: str
     response_a: str
     response_b: str
-    label: str
+    label: str | None  # None: an unlabelled pair (`persrm judge`); evaluation needs it
     negative_type: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,13 +110,13 @@ def exemplar_from_dict(obj: Any, path: str | Path, record: str | int) -> Exempla
     return Exemplar(author_id=author.strip(), text=text.strip(), source=source, meta=meta)
 
 
-def pair_from_dict(obj: Any, path: str | Path, record: str | int) -> Pair:
+def pair_from_dict(obj: Any, path: str | Path, record: str | int, require_label: bool = True) -> Pair:
     if not isinstance(obj, dict):
         raise InputError(path, f"expected a JSON object, got {type(obj).__name__}", record)
     fields = {k: _require_str(obj, k, path, record)
               for k in ("pair_id", "author_id", "prompt", "response_a", "response_b")}
     label = obj.get("label")
-    if label not in LABELS:
+    if label not in LABELS and (require_label or label is not None):
         raise InputError(path, f"field 'label' must be \"A\" or \"B\", got {label!r}", record)
     exemplars = obj.get("exemplars")
     if not isinstance(exemplars, list) or not exemplars:
@@ -129,8 +129,9 @@ def pair_from_dict(obj: Any, path: str | Path, record: str | int) -> Pair:
     return Pair(exemplars=list(exemplars), label=label, negative_type=neg, **fields)  # type: ignore[arg-type]
 
 
-def read_pairs(path: str | Path) -> list[Pair]:
-    """Read pair records from JSONL or Parquet, refusing the first bad record by file and line."""
+def read_pairs(path: str | Path, require_label: bool = True) -> list[Pair]:
+    """Read pair records from JSONL or Parquet, refusing the first bad record by file and line.
+    With `require_label=False` a record may leave `label` out (or null): judging needs no label."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
@@ -141,12 +142,12 @@ def read_pairs(path: str | Path) -> list[Pair]:
             rows = pl.read_parquet(path).to_dicts()
         except Exception as exc:  # noqa: BLE001 - polars raises many types for a bad file
             raise InputError(path, f"not a readable Parquet file ({exc.__class__.__name__})") from None
-        return [pair_from_dict(r, path, f"row {i}") for i, r in enumerate(rows)]
+        return [pair_from_dict(r, path, f"row {i}", require_label) for i, r in enumerate(rows)]
     pairs, seen = [], set()
     for lineno, line in enumerate(jsonl_lines(path), start=1):
         if not line.strip():
             continue
-        pair = pair_from_dict(parse_json(line, path, f"line {lineno}"), path, f"line {lineno}")
+        pair = pair_from_dict(parse_json(line, path, f"line {lineno}"), path, f"line {lineno}", require_label)
         if pair.pair_id in seen:
             raise InputError(path, f"duplicate pair_id {pair.pair_id!r}", f"line {lineno}")
         seen.add(pair.pair_id)

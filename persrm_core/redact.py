@@ -14,8 +14,11 @@ import os
 import re
 from typing import Any
 
-SECRET_NAME = re.compile(r"(api[_-]?key|secret|token|passw(or)?d|authorization|credential)", re.IGNORECASE)
-NOT_SECRET = re.compile(r"(max_?|num_?|_tokens$|tokenizer|^token_|_token_id$)", re.IGNORECASE)
+# "token" is a secret only as the last word of a name (HF_TOKEN, access_token): metric and setting
+# names that merely mention tokens (mean_token_accuracy_first, train_tokens_per_second,
+# max_new_tokens, pad_token_id) stay visible.
+SECRET_NAME = re.compile(r"(api[_-]?key|secret|token$|passw(or)?d|authorization|credential)", re.IGNORECASE)
+NOT_SECRET = re.compile(r"(^max_|^num_|_tokens$|tokenizer|(pad|eos|bos|unk|sep|cls|mask)_token$)", re.IGNORECASE)
 MASK = "***"
 MIN_SECRET_LEN = 8  # shorter env values (e.g. "1", "true") would mask ordinary text
 

@@ -279,3 +279,15 @@ def test_ingest_output_reads_back_with_unicode_line_separators(tmp_path, capsys)
     assert main(["ingest", str(first), "--out", str(second)]) == 0, capsys.readouterr().err
     texts = [json.loads(line)["text"] for line in second.read_text(encoding="utf-8").split("\n") if line]
     assert texts == ["one\u2028two", "three \x85 four"]
+
+
+def test_a_base_model_that_is_not_on_this_machine_fails_in_one_line(tmp_path):
+    from persrm_core.errors import InputError
+    from persrm_core.model import resolve_model
+
+    with pytest.raises(InputError, match="neither a model folder nor a hub id in the local Hugging Face cache"):
+        resolve_model("no-such-org/no-such-model-7b")
+    with pytest.raises(InputError, match="no config.json"):
+        resolve_model(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert resolve_model(str(tmp_path)) == tmp_path

@@ -93,6 +93,24 @@ def test_judge_with_the_combined_baseline_reads_the_fitted_evidence(smoke_root, 
     assert not (tmp_path / "x.jsonl").exists()
 
 
+def test_judge_takes_unlabelled_pairs_and_evaluate_refuses_them(smoke_root, tmp_path, capsys):
+    labelled = _pairs_jsonl(smoke_root, tmp_path / "labelled.jsonl")
+    rows = [json.loads(line) for line in labelled.read_text().splitlines()]
+    for i, r in enumerate(rows):
+        if i % 2:
+            del r["label"]
+        else:
+            r["label"] = None
+    pairs = tmp_path / "unlabelled.jsonl"
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "judged.jsonl"
+    assert main(["judge", "--baseline", "ngram", "--pairs", str(pairs), "--out", str(out), "--both-orders"]) == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(got) == 6 and all(g["choice"] in ("A", "B") for g in got)
+    assert main(["evaluate", "--baseline", "ngram", "--pairs", str(pairs), "--out", str(tmp_path / "rep")]) == 2
+    assert f"{pairs}:line 1" in capsys.readouterr().err and not (tmp_path / "rep").exists()
+
+
 def test_judge_refuses_bad_pair_file_before_any_work(smoke_root, tmp_path, capsys):
     pairs = tmp_path / "pairs.jsonl"
     good = _pairs_jsonl(smoke_root, tmp_path / "good.jsonl", n=1).read_text()
@@ -133,3 +151,14 @@ def test_judge_with_vllm_engine_names_the_gpu_extra_when_vllm_is_missing(tmp_pat
                                intermediate_size=32, max_positions=256))
     with pytest.raises(RuntimeError, match=r"\.\[gpu\]"):
         ModelJudge(str(tmp_path / "m"), gen=GenerationSettings(engine="vllm"))
+
+
+def test_run_answers_a_bad_profile_in_one_line_before_dagster_starts(capsys, tmp_path):
+    assert main(["run", "--profile", "smokey"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "unknown profile 'smokey'" in err[0] and err[0].startswith("persrm run: error:")
+    bad = tmp_path / "params.yaml"
+    bad.write_text("profile: default\ndefaults: [not, a, mapping\n")
+    assert main(["run", "--params", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0]

@@ -134,10 +134,20 @@ def test_absolute_and_inside_paths_are_accepted(tmp_path):
 
 
 def test_secret_names():
-    for name in ("OPENAI_API_KEY", "api_key", "HF_TOKEN", "hf_token", "db_password", "Authorization", "client_secret"):
+    for name in ("OPENAI_API_KEY", "api_key", "HF_TOKEN", "hf_token", "db_password", "Authorization", "client_secret",
+                 "GITHUB_TOKEN", "access_token", "token", "x-auth-token"):
         assert secret_name(name), name
-    for name in ("max_new_tokens", "max_tokens", "pad_token_id", "tokenizer", "num_tokens", "model"):
+    for name in ("max_new_tokens", "max_tokens", "pad_token_id", "tokenizer", "num_tokens", "model",
+                 "mean_token_accuracy_first", "mean_token_accuracy_last", "train_tokens_per_second", "pad_token",
+                 "eos_token", "token_budget"):
         assert not secret_name(name), name
+
+
+def test_training_metrics_that_mention_tokens_are_not_masked():
+    metrics = {"mean_token_accuracy_first": 0.41, "mean_token_accuracy_last": 0.93, "train_tokens_per_second": 812.5,
+               "hf_token": "hf_abcdefghijklmnop"}
+    out = redact(metrics, secrets=[])
+    assert out == {**metrics, "hf_token": MASK}
 
 
 def test_redact_masks_secret_keys_env_values_and_bearer_headers(monkeypatch):
