@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from dagster import DagsterInstance, materialize
 
@@ -28,6 +29,26 @@ class ChainResult:
     @property
     def all_events(self) -> list:
         return [e for r in self.results for e in r.all_events]
+
+
+EPHEMERAL_ENV = "PERSRM_EPHEMERAL_INSTANCE"
+
+
+def project_instance(root: Path) -> DagsterInstance:
+    """The Dagster instance runs land in, so `dagster dev` (`make ui`) shows every run however it was
+    started (`make`, `persrm run`, `dvc repro`): $DAGSTER_HOME when set, else the project's own
+    `.dagster/` beside params.yaml (made on first use, telemetry off). $PERSRM_EPHEMERAL_INSTANCE=1
+    keeps a run's history in memory only (the test suite sets it)."""
+    if os.environ.get("DAGSTER_HOME"):
+        return DagsterInstance.get()
+    if os.environ.get(EPHEMERAL_ENV):
+        return DagsterInstance.ephemeral()
+    home = Path(root) / ".dagster"
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    os.environ["DAGSTER_HOME"] = str(home.resolve())
+    return DagsterInstance.get()
 
 
 def sync_author_partitions(instance: DagsterInstance, present: list[str]) -> tuple[list[str], list[str]]:
@@ -63,8 +84,7 @@ def run_chain(profile: str | None = None, select: list[str] | None = None, param
     keys = list(select or ASSET_KEYS)
     resources = default_resources(profile=profile, params_path=params_path, root=root, progress=progress,
                                   land_incoming=land_incoming)
-    # Runs land in DAGSTER_HOME when it is set, so `dagster dev` shows them.
-    instance = DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else DagsterInstance.ephemeral()
+    instance = project_instance(resources["store"].base(params_path))
     tags = {"persrm/profile": profile or "default", "persrm/launched_by": "persrm run"}
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     out = ChainResult()

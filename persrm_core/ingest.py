@@ -1,6 +1,6 @@
 """Read exemplars from the three supported input formats into validated `Exemplar` records.
 
-Formats (CONTRACTS.md): exemplar JSONL; the author-grouped JSON of the PersRM-R1 reference code
+Formats (README, "Record shapes"): exemplar JSONL; the author-grouped JSON of the PersRM-R1 reference code
 (`{"<author>": [{"prompt": ..., "output": ...}, ...]}`, text = prompt + output); and a directory
 with one sub-directory per author holding `.txt` files, optionally below `train/` and `test/`.
 """

@@ -1,6 +1,6 @@
 """Judges: a trained checkpoint that reasons and gives a verdict, and training-free baselines.
 
-Every judge maps pair records to judgment records (CONTRACTS.md) in the same order. A judge
+Every judge maps pair records to judgment records (README, "Record shapes") in the same order. A judge
 may be asked to read each pair in both A/B orders; the swapped reading is mapped back, so
 `choice` always refers to the original order.
 """

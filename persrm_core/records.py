@@ -1,4 +1,4 @@
-"""Record shapes of CONTRACTS.md (exemplar, pair, judgment) and their strict validation."""
+"""Record shapes (exemplar, pair, judgment; README, "Record shapes") and their strict validation."""
 
 from __future__ import annotations
 

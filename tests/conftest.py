@@ -12,8 +12,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Test runs go to throw-away Dagster instances, not the user's DAGSTER_HOME that `make` sets.
+# Test runs go to throw-away Dagster instances, not the user's DAGSTER_HOME that `make` sets nor the
+# project's own .dagster/ that `persrm run` finds by itself (orchestration.runner.project_instance).
 os.environ.pop("DAGSTER_HOME", None)
+os.environ["PERSRM_EPHEMERAL_INSTANCE"] = "1"
 # One embedding cache for the session's processes (the smoke chains of the in-process fixture, of
 # `dvc repro` and of `dagster dev` encode the same bundled texts with the same encoders).
 os.environ.setdefault("PERSRM_EMBEDDING_CACHE", os.path.join(tempfile.mkdtemp(prefix="persrm-emb-"), "emb.sqlite"))

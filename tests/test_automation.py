@@ -265,3 +265,23 @@ def test_a_bad_incoming_file_fails_the_authors_ingest_and_lands_nothing(incoming
     assert "zbad.txt" in error.message and "not valid UTF-8" in error.message
     assert not (project / "data" / "raw" / "terse_engineer" / "new.txt").exists()
     assert not list((project / "data" / "exemplars").rglob("*.jsonl"))  # no shard, no union
+
+
+def test_runs_land_in_the_project_instance_without_dagster_home(tmp_path, monkeypatch):
+    """`persrm run` or `dvc repro` started without make still shows in `dagster dev` (issue: runs
+    went to a throw-away instance unless DAGSTER_HOME was set)."""
+    from dagster import DagsterInstance
+
+    from orchestration.runner import EPHEMERAL_ENV, project_instance
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    monkeypatch.delenv(EPHEMERAL_ENV, raising=False)
+    instance = project_instance(tmp_path)
+    assert os.environ["DAGSTER_HOME"] == str((tmp_path / ".dagster").resolve())
+    assert "enabled: false" in (tmp_path / ".dagster" / "dagster.yaml").read_text()
+    assert not instance.is_ephemeral
+    instance.add_dynamic_partitions("probe", ["x"])
+    assert DagsterInstance.get().get_dynamic_partitions("probe") == ["x"]  # the same storage, found again
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "elsewhere"))
+    (tmp_path / "elsewhere").mkdir()
+    assert Path(project_instance(tmp_path).root_directory) == tmp_path / "elsewhere"  # an explicit home wins

@@ -1,4 +1,4 @@
-"""Every command refuses every malformed input in tests/bad_inputs/ cleanly (CONTRACTS.md):
+"""Every command refuses every malformed input in tests/bad_inputs/ cleanly (README, "Command line"):
 exit status 2, exactly one stderr line naming the file, the record where one applies, and the
 problem; no traceback; nothing (not even a temporary file) left at or beside the output path.
 
