@@ -100,8 +100,14 @@ def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig
     context.log.info(f"author-local pairs rebuilt for {len(rebuilt)} author(s) ({', '.join(rebuilt) or 'none'}), "
                      f"reused from their shards for {len(reused)}; {out['cross_author_rebuilt']} cross-author "
                      "pairs recomputed over the whole pool")
+    for author, why in out["authors_without_pairs"].items():
+        context.log.warning(f"author {author} was ingested but yields no pairs: {why}")
     return MaterializeResult(metadata={
-        "pairs": out["pairs"], "label_A_share": out["label_A_share"], "backend": out["backend"],
+        "pairs": out["pairs"], "dagster/row_count": out["pairs"], "label_A_share": out["label_A_share"],
+        "backend": out["backend"],
+        "pairs_by_author": _md_table([{"author": a, "pairs": n} for a, n in out["pairs_by_author"].items()]
+                                     + [{"author": a, "pairs": 0} for a in out["authors_without_pairs"]]),
+        "authors_without_pairs": MetadataValue.json(out["authors_without_pairs"]),
         "authors_rebuilt": MetadataValue.json(rebuilt), "authors_reused": len(reused),
         "cross_author_rebuilt": out["cross_author_rebuilt"],
         "llm_outputs_refused": MetadataValue.json(out["llm_outputs_refused"]),

@@ -1,5 +1,5 @@
-"""Asset checks. On the corpus: blocking for schema, emptiness, leakage and label balance (a bad
-corpus must not reach training); warning for drift in lengths or negative-type mix against the
+"""Asset checks. On the pairs: a warning for an ingested author who yields no pair. On the corpus:
+blocking for schema, emptiness, leakage and label balance (a bad corpus must not reach training); warning for drift in lengths or negative-type mix against the
 previous materialization. On the report: a warning when RFT does not beat the best baseline or
 falls below its own previous accuracy."""
 
@@ -7,7 +7,7 @@ falls below its own previous accuracy."""
 import polars as pl
 from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetKey, asset_check
 
-from assets.chain import eval_report, filtered_corpus
+from assets.chain import eval_report, filtered_corpus, synthetic_pairs
 from assets.resources import ArtifactStore, ComputeProfile
 from persrm_core.corpus import check_no_leakage, corpus_stats, stats_shift
 
@@ -38,6 +38,19 @@ def schema_problems(frames: dict[str, pl.DataFrame]) -> list[str]:
         if "pair_id" in df.columns and df["pair_id"].n_unique() != df.height:
             problems.append(f"{name}: duplicate pair_id values")
     return problems
+
+
+@asset_check(asset=synthetic_pairs, blocking=False,
+             description="Warns when an ingested author yields no pairs (texts too short to split, a single text...).")
+def every_author_has_pairs(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
+    from persrm_core.ingest import read_exemplars
+    from persrm_core.pipeline import authors_without_pairs
+
+    s = compute.settings(store)
+    missing = authors_without_pairs(s.synthesis, read_exemplars(s.paths.exemplars, min_texts_per_author=1),
+                                    pl.read_parquet(s.paths.pairs, columns=["author_id"]))
+    return AssetCheckResult(passed=not missing, severity=AssetCheckSeverity.WARN,
+                            metadata={"authors_without_pairs": missing or "none"})
 
 
 @asset_check(asset=filtered_corpus, blocking=True, description="Both corpus files have the pair schema, A/B labels, unique ids.")
@@ -139,5 +152,5 @@ def rft_beats_baselines(context: AssetCheckExecutionContext, compute: ComputePro
                                       "problems": "; ".join(problems) or "none"})
 
 
-ALL_CHECKS = [corpus_schema, corpus_not_empty, corpus_has_no_leakage, corpus_labels_balanced,
+ALL_CHECKS = [every_author_has_pairs, corpus_schema, corpus_not_empty, corpus_has_no_leakage, corpus_labels_balanced,
               corpus_distribution_stable, rft_beats_baselines]

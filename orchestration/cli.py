@@ -52,7 +52,9 @@ def _parser() -> argparse.ArgumentParser:
                        (" (label optional)" if name == "judge" else " (each with its label)"))
         j.add_argument("--out", required=True, help="output JSONL (judge) or directory (evaluate)")
         j.add_argument("--profile", default=None, help="params.yaml profile for render and generation limits")
-        j.add_argument("--both-orders", action="store_true", help="also judge with A and B swapped")
+        j.add_argument("--both-orders", action=argparse.BooleanOptionalAction, default=None,
+                       help="also judge with A and B swapped (default: the profile's eval.both_orders, "
+                            "true in params.yaml, as the pipeline evaluates)")
         j.add_argument("--batch-size", type=int, default=None)
         j.add_argument("--max-new-tokens", type=int, default=None)
         j.add_argument("--seed", type=int, default=0)
@@ -142,6 +144,8 @@ def _dispatch(args) -> int:
 
     s = load_settings(args.profile)
     pairs = read_pairs(args.pairs, require_label=args.command != "judge")  # every record, before any work
+    both_orders = s.eval.both_orders if args.both_orders is None else args.both_orders
+    args.both_orders = both_orders
     judgments = _judge(args, pairs, s)
     if args.command == "judge":
         n = write_jsonl(args.out, judgments)
@@ -149,22 +153,30 @@ def _dispatch(args) -> int:
         print(f"wrote {n} judgments ({valid} valid) to {args.out}")
         return 0
 
+    from persrm_core.judge import EVIDENCE_DIR, baseline_judge
     from persrm_core.metrics import judge_metrics
     from persrm_core.report import write_report
 
+    # The pipeline's evaluation on the user's pairs: every baseline of the profile that needs no
+    # training of its own (scalar_rm is a checkpoint of the chain), `combined` where fitted evidence
+    # is found (--evidence, the checkpoint's own, or the profile's paths.evidence).
     name = args.baseline or "model"
+    fitted = next((d for d in (Path(args.evidence) if args.evidence else None,
+                               Path(args.model) / EVIDENCE_DIR if args.model else None, s.paths.evidence)
+                   if d is not None and (d / "evidence.json").is_file()), None)
     judges = {name: judgments}
-    for b in ("random", "length"):
-        if b != args.baseline:
-            from persrm_core.judge import baseline_judge
-
-            judges[b] = baseline_judge(b, pairs, seed=args.seed, both_orders=args.both_orders)
+    for b in s.eval.baselines:
+        if b in (args.baseline, "scalar_rm") or (b == "combined" and fitted is None):
+            continue
+        judges[b] = baseline_judge(b, pairs, seed=args.seed, both_orders=both_orders, evidence=fitted)
     metrics = {"judges": {n: judge_metrics(pairs, j) for n, j in judges.items()},
-               "settings": {"pairs": str(args.pairs), "model": args.model, "both_orders": args.both_orders}}
+               "settings": {"pairs": str(args.pairs), "model": args.model, "both_orders": both_orders,
+                            "evidence": str(fitted) if fitted else None, "profile": s.profile}}
     examples = [{"pair_id": p.pair_id, "judge": name, "label": p.label, "choice": j["choice"],
                  "rationale": j["rationale"]} for p, j in list(zip(pairs, judgments))[:4]]
     with atomic_dir(args.out) as tmp:
-        write_report(tmp, metrics, {}, examples, title=f"PersRM evaluation of {args.model or args.baseline}")
+        write_report(tmp, metrics, {}, examples, title=f"PersRM evaluation of {args.model or args.baseline}",
+                     split=f"{Path(args.pairs).name} ({len(pairs)} pairs)")
         write_jsonl(Path(tmp) / "judgments.jsonl", judgments)
     acc = metrics["judges"][name]["accuracy"]
     print(f"{name}: accuracy {acc:.3f} on {len(pairs)} pairs; report in {args.out}")

@@ -135,7 +135,37 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
             "by_split": dict(Counter(df["split"].to_list())),
             "label_A_share": round(float((df["label"] == "A").mean()), 4),
             "authors_rebuilt": sorted(built), "authors_reused": sorted(reused),
-            "cross_author_rebuilt": int((df["negative_type"] == "cross_author").sum())}
+            "cross_author_rebuilt": int((df["negative_type"] == "cross_author").sum()),
+            "pairs_by_author": dict(sorted(Counter(df["author_id"].to_list()).items())) if df.height else {},
+            "authors_without_pairs": authors_without_pairs(s.synthesis, exemplars, df)}
+
+
+def authors_without_pairs(cfg, exemplars: list, pairs: pl.DataFrame) -> dict[str, str]:
+    """Each ingested author for whom synthesis made no pair, with why (what an ingest that added a
+    person who is then never trained on must say)."""
+    from persrm_core.synthesis import split_text
+
+    have = set(pairs["author_id"].to_list()) if pairs.height else set()
+    texts: dict[str, list[str]] = {}
+    for e in exemplars:
+        texts.setdefault(e.author_id, []).append(e.text)
+    out = {}
+    for author, ts in sorted(texts.items()):
+        if author in have:
+            continue
+        usable = sum(split_text(t, cfg) is not None for t in ts)
+        need = cfg.min_prompt_words + cfg.min_response_words
+        if usable == 0:
+            longest = max(len(t.split()) for t in ts)
+            out[author] = (f"none of its {len(ts)} texts is long enough to split into a prompt and a response "
+                           f"(the longest has {longest} words; synthesis.min_prompt_words + min_response_words "
+                           f"= {need})")
+        elif len(ts) < 2:
+            out[author] = "a single text: no other text of theirs can serve as an exemplar"
+        else:
+            out[author] = (f"{usable} of its {len(ts)} texts can be split, but every pair built from them was "
+                           "dropped (see the synthesis settings and llm_outputs_refused)")
+    return out
 
 
 _PAIR_MANIFEST_VERSION = 1

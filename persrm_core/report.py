@@ -8,7 +8,7 @@ from pathlib import Path
 
 from persrm_core.atomic import write_json, write_text
 
-MODEL_JUDGES = ("base", "sft", "rft")
+MODEL_JUDGES = ("base", "sft", "rft", "model")  # "model": a checkpoint `persrm evaluate` was given
 
 
 def headline_rows(metrics: dict) -> list[dict]:
@@ -91,14 +91,15 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
-def rft_vs_best_baseline(judges: dict, subject: str) -> list[str]:
-    """One sentence comparing RFT with the most accurate baseline (none if either is missing)."""
+def rft_vs_best_baseline(judges: dict, subject: str, key: str = "rft") -> list[str]:
+    """One sentence comparing the judge `key` (RFT) with the most accurate baseline (none if either
+    is missing)."""
     baselines = {k: v["accuracy"] for k, v in judges.items() if k not in MODEL_JUDGES}
-    if not baselines or "rft" not in judges:
+    if not baselines or key not in judges:
         return []
     best = max(baselines, key=baselines.get)
-    a = judges["rft"]["accuracy"]
-    word = "beat" if a > baselines[best] else "did not beat"
+    a = judges[key]["accuracy"]
+    word = "beat" if a > baselines[best] else ("tied" if a == baselines[best] else "did not beat")
     return [f"{subject} {word} the best baseline, {best} ({a:.3f} vs {baselines[best]:.3f})."]
 
 
@@ -111,7 +112,8 @@ def verdict_sentences(metrics: dict) -> list[str]:
             word = "beat" if a > b else ("tied" if a == b else "did not beat")
             out.append(f"{new.upper()} {word} {old} on eval accuracy ({a:.3f} vs {b:.3f}; "
                        f"format-valid {j[new]['format_valid_rate']:.3f} vs {j[old]['format_valid_rate']:.3f}).")
-    out += rft_vs_best_baseline(j, "RFT")
+    key = next((k for k in ("rft", "sft", "model") if k in j), "rft")
+    out += rft_vs_best_baseline(j, "The judge" if key == "model" else key.upper(), key)
     return out
 
 
@@ -274,7 +276,8 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> Path | None:
 
 
 def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict]],
-                 examples: list[dict], title: str = "PersRM evaluation report") -> dict[str, Path]:
+                 examples: list[dict], title: str = "PersRM evaluation report",
+                 split: str = "the eval split") -> dict[str, Path]:
     """Write metrics.json, report.md, report.html and the plot PNGs into `out_dir` (secrets masked:
     `persrm_core.redact`)."""
     from persrm_core.redact import redact
@@ -301,7 +304,7 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
     md = [f"# {title}", "", "## Does the trained judge beat every baseline on people it never saw?", "",
           *[f"- {s}" for s in lead_sentences(metrics)], "", *([markdown_table(lead), ""] if lead else []),
           "## Summary", "", *[f"- {s}" for s in verdict_sentences(metrics)], "",
-          "## Judges on the eval split", "", markdown_table(rows), "", "![accuracy](accuracy.png)", "",
+          f"## Judges on {split}", "", markdown_table(rows), "", "![accuracy](accuracy.png)", "",
           "## By negative type", "", markdown_table(by_type), "", "![by type](by_negative_type.png)", ""]
     if by_split:
         md += ["## By split (eval_seen: unseen texts of seen authors; eval_unseen: unseen authors)", "",
@@ -321,7 +324,7 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
                f"{'right' if ex['choice'] == ex['label'] else 'wrong'})", "", "```", ex["rationale"], "```", ""]
     md += ["", f"Dataset and settings: {metrics.get('settings', {})}"]
     write_text(out / "report.md", "\n".join(md) + "\n")
-    write_text(out / "report.html", _html(title, metrics, rows, by_type, by_split, plots, examples, lead))
+    write_text(out / "report.html", _html(title, metrics, rows, by_type, by_split, plots, examples, lead, split))
     return {"metrics": out / "metrics.json", "report_md": out / "report.md", "report_html": out / "report.html",
             **plots}
 
@@ -345,7 +348,7 @@ def _img(path: Path) -> str:
     return f'<img alt="{path.stem}" src="data:image/png;base64,{data}">'
 
 
-def _html(title, metrics, rows, by_type, by_split, plots, examples, lead=()) -> str:
+def _html(title, metrics, rows, by_type, by_split, plots, examples, lead=(), split="the eval split") -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>",
              "<style>body{font-family:sans-serif;max-width:960px;margin:2em auto}table{border-collapse:"
              "collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}pre{background:#f6f6f6;"
@@ -354,7 +357,7 @@ def _html(title, metrics, rows, by_type, by_split, plots, examples, lead=()) -> 
     parts += [f"<li>{html.escape(s)}</li>" for s in lead_sentences(metrics)]
     parts += ["</ul>", _table_html(list(lead)), "<h2>Summary</h2><ul>"]
     parts += [f"<li>{html.escape(s)}</li>" for s in verdict_sentences(metrics)]
-    parts += ["</ul><h2>Judges on the eval split</h2>", _table_html(rows), _img(plots["accuracy"]),
+    parts += [f"</ul><h2>Judges on {html.escape(split)}</h2>", _table_html(rows), _img(plots["accuracy"]),
               "<h2>By negative type</h2>", _table_html(by_type), _img(plots["by_negative_type"])]
     if by_split:
         parts += ["<h2>By split</h2>", _table_html(by_split)]
@@ -371,5 +374,6 @@ def _html(title, metrics, rows, by_type, by_split, plots, examples, lead=()) -> 
         verdict = "right" if ex["choice"] == ex["label"] else "wrong"
         parts.append(f"<h3>{html.escape(ex['pair_id'])} ({ex['judge']}, label {ex['label']}, chose "
                      f"{ex['choice']}: {verdict})</h3><pre>{html.escape(ex['rationale'])}</pre>")
+    parts.append(f"<p>Dataset and settings: {html.escape(str(metrics.get('settings', {})))}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -261,6 +261,9 @@ def _train_and_publish(trainer, tokenizer, resume: str | None, work: Path, out: 
     checkpoints, and return the log. With LoRA the adapter is merged into the base first, so `out`
     is always a plain full checkpoint. Under several processes every rank takes part in saving
     (ZeRO-3 gathers the weights) and the main one writes the files."""
+    if resume and trainer.is_world_process_zero():
+        print(f"{stage}: resuming from checkpoint {Path(resume).name.removeprefix('checkpoint-')} "
+              f"({resume})", flush=True)
     trainer.train(resume_from_checkpoint=resume)
     main = trainer.is_world_process_zero()
     if cfg.lora_r > 0:

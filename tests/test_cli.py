@@ -130,7 +130,15 @@ def test_evaluate_writes_metrics_and_report(smoke_root, tmp_path):
                "--out", str(out), "--profile", "smoke", "--both-orders"])
     assert rc == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["judges"]) == {"model", "random", "length"}
+    # the pipeline's evaluation: every baseline of the profile but the chain-trained scalar_rm, with
+    # `combined` reading the evidence the checkpoint carries
+    assert set(metrics["judges"]) == {"model", "random", "length", "stylometric", "ngram", "combined"}
+    assert metrics["settings"]["evidence"] == str(smoke_root / "data/models/rft/evidence")
+    md = (out / "report.md").read_text()
+    assert "## Judges on pairs.jsonl (6 pairs)" in md and "eval split" not in md
+    summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
+    assert "The judge " in summary and "the best baseline" in summary
+    assert "Dataset and settings:" in (out / "report.html").read_text()
     assert metrics["judges"]["model"]["n"] == 6
     assert metrics["judges"]["model"]["position_consistency"] is not None
     assert (out / "report.md").is_file() and (out / "report.html").is_file()

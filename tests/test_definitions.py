@@ -38,7 +38,8 @@ def test_corpus_checks_block_and_drift_checks_warn():
     blocking = {spec.name: spec.blocking for c in ALL_CHECKS for spec in c.check_specs}
     assert {k for k, v in blocking.items() if v} == {"corpus_schema", "corpus_not_empty", "corpus_has_no_leakage",
                                                        "corpus_labels_balanced"}
-    assert {k for k, v in blocking.items() if not v} == {"corpus_distribution_stable", "rft_beats_baselines"}
+    assert {k for k, v in blocking.items() if not v} == {"corpus_distribution_stable", "rft_beats_baselines",
+                                                          "every_author_has_pairs"}
     names = {c.name for c in defs.resolve_asset_graph().asset_check_keys}
     assert set(blocking) == names
 

@@ -46,7 +46,7 @@ def setup(tmp_path_factory):
     return tiny_training_setup(tmp_path_factory.mktemp("resume"), 24, TINY)
 
 
-def test_sft_resumes_from_the_last_checkpoint_after_a_crash(setup):
+def test_sft_resumes_from_the_last_checkpoint_after_a_crash(setup, capsys):
     root, pairs = setup
     cfg = TrainConfig(max_steps=6, batch_size=2, save_steps=2, logging_steps=1, rejection_sampling=False,
                       launcher="inprocess")
@@ -57,6 +57,7 @@ def test_sft_resumes_from_the_last_checkpoint_after_a_crash(setup):
     counter = StepCounter()
     log = train_sft(root / "base", pairs, root / "sft", cfg, LIMITS, work_dir=work, callbacks=[counter])
     assert log[-1]["resumed_from"] == "checkpoint-4"
+    assert "sft: resuming from checkpoint 4" in capsys.readouterr().out
     assert counter.steps == [5, 6]  # only the steps after the checkpoint were run again
     assert [h["step"] for h in log if "loss" in h] == [1, 2, 3, 4, 5, 6]  # the curve is whole
     assert not work.exists()  # cleaned up once the checkpoint is published

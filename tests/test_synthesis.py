@@ -548,3 +548,21 @@ def test_adding_an_author_leaves_everyone_elses_splits_and_own_pairs_alone(corpu
         k: (frozenset(v[:2]), v[2]) for k, v in old_pairs.items()}
     # and before positions are assigned, every existing author's author-local rows are equal field by field
     assert {a: rows for a, rows in new_local.items() if a != "zed"} == old_local
+
+
+def test_an_author_whose_texts_are_too_short_is_named_with_the_reason():
+    """A new author with 18-30-word texts was ingested, added no pairs, and nothing said so."""
+    import polars as pl
+
+    from persrm_core.pipeline import authors_without_pairs
+
+    cfg = SynthesisConfig(unseen_authors=0)
+    corpus = make_corpus(n_authors=3, n_texts=6, seed=2)
+    short = [Exemplar("terse", " ".join(["word"] * n) + ".") for n in (18, 24, 30)]
+    single = [Exemplar("once", " ".join(f"w{i}" for i in range(60)) + ".")]
+    rows = build_pairs(corpus + short + single, cfg, progress=False)
+    assert {r["author_id"] for r in rows} == {e.author_id for e in corpus}
+    missing = authors_without_pairs(cfg, corpus + short + single, pl.DataFrame(rows))
+    assert set(missing) == {"terse", "once"}
+    assert "the longest has 30 words" in missing["terse"] and "= 33" in missing["terse"]
+    assert "a single text" in missing["once"]
