@@ -2,6 +2,7 @@
 contract path and returns metadata; nothing large travels through IO managers."""
 
 import warnings
+from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -43,6 +44,25 @@ AUTHORS = DynamicPartitionsDefinition(name="authors")
 warnings.filterwarnings("ignore", message="Parameter `backfill_policy`", category=BetaWarning)
 
 
+def code_version(stage: str) -> str | None:
+    """A digest of the project code a stage runs: the Python files its `dvc.yaml` stage lists as
+    deps (so DVC and the Dagster UI's "code changed" agree on what the stage's code is), with the
+    asset's own module. None where dvc.yaml is not beside the package (an installed wheel)."""
+    import hashlib
+
+    import yaml
+
+    repo = Path(__file__).resolve().parent.parent
+    if not (repo / "dvc.yaml").is_file():
+        return None
+    deps = yaml.safe_load((repo / "dvc.yaml").read_text()).get("stages", {}).get(stage, {}).get("deps", [])
+    h = hashlib.sha1()
+    for rel in sorted({d for d in deps if d.endswith(".py")} | {"assets/chain.py"}):
+        if (repo / rel).is_file():
+            h.update(rel.encode() + b"\0" + (repo / rel).read_bytes())
+    return h.hexdigest()[:12]
+
+
 def _settings(config, compute: ComputeProfile, store: ArtifactStore, generation: GenerationBackend | None = None):
     s = compute.settings(store)
     return config.apply(generation.apply(s) if generation is not None else s)
@@ -60,7 +80,8 @@ def _checkpoint_result(out: dict, curve_key: str) -> MaterializeResult:
         "path": MetadataValue.path(out["checkpoint"])})
 
 
-@asset(group_name=GROUP, partitions_def=AUTHORS, backfill_policy=BackfillPolicy.single_run(), kinds={"python"},
+@asset(group_name=GROUP, code_version=code_version("raw_exemplars"),
+       partitions_def=AUTHORS, backfill_policy=BackfillPolicy.single_run(), kinds={"python"},
        description="One author's validated exemplars (a partition per author): new texts waiting in the incoming "
                    "folder are landed in data/raw/<author>/, the author's texts are validated and written to "
                    "the author's shard, and data/exemplars/exemplars.jsonl is rebuilt from all shards.")
@@ -86,7 +107,8 @@ def raw_exemplars(context: AssetExecutionContext, config: RawExemplarsConfig, co
         "path": MetadataValue.path(str(s.paths.exemplars)), "profile": s.profile})
 
 
-@asset(group_name=GROUP, deps=[raw_exemplars], kinds={"python", "parquet"},
+@asset(group_name=GROUP, code_version=code_version("synthetic_pairs"),
+       deps=[raw_exemplars], kinds={"python", "parquet"},
        description="Synthetic preference pairs: the author's continuation vs cross-author, rule-perturbed, "
                    "lexicon-swapped (and LLM) negatives. Each author's own-text pairs are kept in a shard and "
                    "reused while the author's texts and the settings are unchanged; cross-author pairs and A/B "
@@ -115,7 +137,8 @@ def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig
         "by_split": MetadataValue.json(out["by_split"]), "path": MetadataValue.path(str(s.paths.pairs))})
 
 
-@asset(group_name=GROUP, deps=[synthetic_pairs], kinds={"duckdb", "polars", "parquet"},
+@asset(group_name=GROUP, code_version=code_version("filtered_corpus"),
+       deps=[synthetic_pairs], kinds={"duckdb", "polars", "parquet"},
        description="Quality-gated pairs split into train and eval (unseen texts, unseen authors) with no shared text.")
 def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig, compute: ComputeProfile,
                     store: ArtifactStore) -> MaterializeResult:
@@ -130,7 +153,8 @@ def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig
         "path": MetadataValue.path(str(s.paths.corpus))})
 
 
-@asset(group_name=GROUP, deps=[filtered_corpus], kinds={"pytorch", "sentence-transformers"},
+@asset(group_name=GROUP, code_version=code_version("style_encoder"),
+       deps=[filtered_corpus], kinds={"pytorch", "sentence-transformers"},
        description="The style encoder: the bundled MiniLM fine-tuned contrastively on the training split's authors "
                    "(less any calibration authors), published as a sentence-transformers folder.")
 def style_encoder(context: AssetExecutionContext, config: StyleEncoderConfig, compute: ComputeProfile,
@@ -148,7 +172,8 @@ def style_encoder(context: AssetExecutionContext, config: StyleEncoderConfig, co
         "path": MetadataValue.path(out["path"])})
 
 
-@asset(group_name=GROUP, deps=[filtered_corpus, style_encoder], kinds={"python", "numpy"},
+@asset(group_name=GROUP, code_version=code_version("evidence_model"),
+       deps=[filtered_corpus, style_encoder], kinds={"python", "numpy"},
        description="The evidence the judge reads: IDF tables fitted on the training corpus, the style encoder, "
                    "and the `combined` weights of the style signals fitted on the train pairs of `evidence.fit_negative_types` "
                    "(of the calibration authors when `style_encoder.calibration_fraction` > 0).")
@@ -166,7 +191,8 @@ def evidence_model(context: AssetExecutionContext, config: EvidenceModelConfig, 
         "path": MetadataValue.path(out["path"])})
 
 
-@asset(group_name=GROUP, deps=[filtered_corpus, evidence_model], kinds={"pytorch"},
+@asset(group_name=GROUP, code_version=code_version("base_model"),
+       deps=[filtered_corpus, evidence_model], kinds={"pytorch"},
        description="The base LM: `tiny` (tokenizer trained on train text + random Qwen2) or a hub id/path.")
 def base_model(context: AssetExecutionContext, config: BaseModelConfig, compute: ComputeProfile,
                     store: ArtifactStore) -> MaterializeResult:
@@ -176,7 +202,8 @@ def base_model(context: AssetExecutionContext, config: BaseModelConfig, compute:
     return MaterializeResult(metadata={k: v for k, v in out.items()})
 
 
-@asset(group_name=GROUP, deps=[filtered_corpus, evidence_model, base_model], kinds={"pytorch"},
+@asset(group_name=GROUP, code_version=code_version("sft_checkpoint"),
+       deps=[filtered_corpus, evidence_model, base_model], kinds={"pytorch"},
        description="TRL SFT of the judge on offline-written reasoning traces (loss on the completion only).")
 def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: ComputeProfile,
                     store: ArtifactStore) -> MaterializeResult:
@@ -186,7 +213,8 @@ def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: C
     return _checkpoint_result(out, "loss")
 
 
-@asset(group_name=GROUP, deps=[sft_checkpoint], kinds={"pytorch"},
+@asset(group_name=GROUP, code_version=code_version("rft_checkpoint"),
+       deps=[sft_checkpoint], kinds={"pytorch"},
        description="TRL GRPO from the SFT checkpoint with the verifiable verdict reward.")
 def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, compute: ComputeProfile,
                     store: ArtifactStore) -> MaterializeResult:
@@ -196,7 +224,8 @@ def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, compute: C
     return _checkpoint_result(out, "reward")
 
 
-@asset(group_name=GROUP, deps=[filtered_corpus, base_model], kinds={"pytorch"},
+@asset(group_name=GROUP, code_version=code_version("scalar_rm"),
+       deps=[filtered_corpus, base_model], kinds={"pytorch"},
        description="Baseline: a scalar Bradley-Terry reward model (TRL RewardTrainer) on the same train split.")
 def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, compute: ComputeProfile,
                     store: ArtifactStore) -> MaterializeResult:
@@ -206,7 +235,8 @@ def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, compute: C
     return _checkpoint_result(out, "loss")
 
 
-@asset(group_name=GROUP, deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus, scalar_rm, evidence_model],
+@asset(group_name=GROUP, code_version=code_version("eval_report"),
+       deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus, scalar_rm, evidence_model],
        kinds={"python"},
        description="Base, SFT, RFT and baselines judged on the eval split: metrics.json, report.md, report.html.")
 def eval_report(context: AssetExecutionContext, config: EvalReportConfig, compute: ComputeProfile,

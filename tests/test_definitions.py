@@ -84,3 +84,17 @@ def test_jobs_split_ingest_from_retraining():
     assert keys("persrm_full_retrain") == set(CHAIN[1:]) | EXTRA
     assert keys("persrm_data_only") == {"synthetic_pairs", "filtered_corpus"}
     assert keys("persrm_eval_only") == {"eval_report"}
+
+
+def test_every_asset_has_a_code_version_from_the_code_its_dvc_stage_lists():
+    from dagster import AssetKey
+
+    import assets.chain as chain
+
+    graph = defs.resolve_asset_graph()
+    keys = ["raw_exemplars", "synthetic_pairs", "filtered_corpus", "style_encoder", "evidence_model", "base_model",
+            "sft_checkpoint", "rft_checkpoint", "scalar_rm", "eval_report"]
+    versions = {k: graph.get(AssetKey(k)).code_version for k in keys}
+    assert all(v and len(v) == 12 for v in versions.values()), versions
+    assert len(set(versions.values())) == len(keys)  # each stage lists its own code
+    assert chain.code_version("eval_report") == versions["eval_report"]  # stable for unchanged files
