@@ -1,6 +1,6 @@
 """Asset checks. On the pairs: a warning for an ingested author who yields no pair. On the corpus:
-blocking for schema, emptiness, leakage and label balance (a bad corpus must not reach training); warning for drift in lengths or negative-type mix against the
-previous materialization. On the report: a warning when RFT does not beat the best baseline or
+blocking for schema, emptiness, leakage and label balance (a bad corpus must not reach training);
+warning for drift in lengths or negative-type mix against the previous materialization. On the report: a warning when RFT does not beat the best baseline or
 falls below its own previous accuracy."""
 
 
@@ -43,11 +43,10 @@ def schema_problems(frames: dict[str, pl.DataFrame]) -> list[str]:
 @asset_check(asset=synthetic_pairs, blocking=False,
              description="Warns when an ingested author yields no pairs (texts too short to split, a single text...).")
 def every_author_has_pairs(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
-    from persrm_core.ingest import read_exemplars
-    from persrm_core.pipeline import authors_without_pairs
+    from persrm_core.pipeline import authors_without_pairs, synthesis_exemplars
 
     s = compute.settings(store)
-    missing = authors_without_pairs(s.synthesis, read_exemplars(s.paths.exemplars, min_texts_per_author=1),
+    missing = authors_without_pairs(s.synthesis, synthesis_exemplars(s),
                                     pl.read_parquet(s.paths.pairs, columns=["author_id"]))
     return AssetCheckResult(passed=not missing, severity=AssetCheckSeverity.WARN,
                             metadata={"authors_without_pairs": missing or "none"})

@@ -71,15 +71,29 @@ def _gen(args, s):
                               engine=args.engine or s.eval.engine)
 
 
+def _fitted_evidence(args, s) -> Path | None:
+    """The fitted evidence folder for `combined`: --evidence when given, else the --model
+    checkpoint's own, else the profile's paths.evidence; None when the folder has no evidence.json."""
+    from persrm_core.judge import EVIDENCE_DIR
+
+    if args.evidence:
+        candidates = [Path(args.evidence)]
+    else:
+        candidates = [Path(args.model) / EVIDENCE_DIR] if args.model else []
+        candidates.append(s.paths.evidence)
+    return next((d for d in candidates if (d / "evidence.json").is_file()), None)
+
+
 def _judge(args, pairs, s) -> list[dict]:
     from persrm_core.judge import ModelJudge, baseline_judge
 
     if args.baseline:
         evidence = None
         if args.baseline == "combined":
-            evidence = Path(args.evidence) if args.evidence else s.paths.evidence
-            if not (evidence / "evidence.json").is_file():
-                raise InputError(evidence, "no fitted evidence here (evidence.json); run `make demo` or "
+            evidence = _fitted_evidence(args, s)
+            if evidence is None:
+                raise InputError(Path(args.evidence) if args.evidence else s.paths.evidence,
+                                 "no fitted evidence here (evidence.json); run `make demo` or "
                                  "`persrm run --select evidence_model`, or pass --evidence DIR")
         return baseline_judge(args.baseline, pairs, seed=args.seed, both_orders=args.both_orders, evidence=evidence)
     if not (Path(args.model).is_dir() and (Path(args.model) / "config.json").exists()):
@@ -144,8 +158,9 @@ def _dispatch(args) -> int:
 
     s = load_settings(args.profile)
     pairs = read_pairs(args.pairs, require_label=args.command != "judge")  # every record, before any work
-    both_orders = s.eval.both_orders if args.both_orders is None else args.both_orders
-    args.both_orders = both_orders
+    if args.both_orders is None:
+        args.both_orders = s.eval.both_orders
+    both_orders = args.both_orders
     judgments = _judge(args, pairs, s)
     if args.command == "judge":
         n = write_jsonl(args.out, judgments)
@@ -153,7 +168,7 @@ def _dispatch(args) -> int:
         print(f"wrote {n} judgments ({valid} valid) to {args.out}")
         return 0
 
-    from persrm_core.judge import EVIDENCE_DIR, baseline_judge
+    from persrm_core.judge import baseline_judge
     from persrm_core.metrics import judge_metrics
     from persrm_core.report import write_report
 
@@ -161,9 +176,7 @@ def _dispatch(args) -> int:
     # training of its own (scalar_rm is a checkpoint of the chain), `combined` where fitted evidence
     # is found (--evidence, the checkpoint's own, or the profile's paths.evidence).
     name = args.baseline or "model"
-    fitted = next((d for d in (Path(args.evidence) if args.evidence else None,
-                               Path(args.model) / EVIDENCE_DIR if args.model else None, s.paths.evidence)
-                   if d is not None and (d / "evidence.json").is_file()), None)
+    fitted = _fitted_evidence(args, s)
     judges = {name: judgments}
     for b in s.eval.baselines:
         if b in (args.baseline, "scalar_rm") or (b == "combined" and fitted is None):

@@ -103,15 +103,7 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
     refused for the authors rebuilt now (reused authors make no LLM request)."""
     from persrm_core.synthesis import LLM_STRATEGIES
 
-    exemplars = read_exemplars(s.paths.exemplars, min_texts_per_author=1)
-    if s.max_texts_per_author > 0:
-        kept: Counter = Counter()
-        subset = []
-        for e in exemplars:
-            if kept[e.author_id] < s.max_texts_per_author:
-                subset.append(e)
-                kept[e.author_id] += 1
-        exemplars = subset
+    exemplars = synthesis_exemplars(s)
     shards_dir = _pair_shards_dir(s)
     keys = _pair_shard_keys(s, exemplars)
     manifest = _read_pair_manifest(shards_dir)
@@ -138,6 +130,20 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
             "cross_author_rebuilt": int((df["negative_type"] == "cross_author").sum()),
             "pairs_by_author": dict(sorted(Counter(df["author_id"].to_list()).items())) if df.height else {},
             "authors_without_pairs": authors_without_pairs(s.synthesis, exemplars, df)}
+
+
+def synthesis_exemplars(s: Settings) -> list:
+    """The exemplars synthesis reads: every author's, at most `max_texts_per_author` texts each."""
+    exemplars = read_exemplars(s.paths.exemplars, min_texts_per_author=1)
+    if s.max_texts_per_author <= 0:
+        return exemplars
+    kept: Counter = Counter()
+    subset = []
+    for e in exemplars:
+        if kept[e.author_id] < s.max_texts_per_author:
+            subset.append(e)
+            kept[e.author_id] += 1
+    return subset
 
 
 def authors_without_pairs(cfg, exemplars: list, pairs: pl.DataFrame) -> dict[str, str]:

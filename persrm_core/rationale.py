@@ -11,15 +11,13 @@ the verdict:
     Verdict: [[A]]
 
 So it names the readings that decide the pair and those that disagree; their margins are in the
-evidence block it answers, right above. The `brief` trace (`render.rationale: brief`) keeps only the
-Weighed line before the scores: a judge trained for ~150 steps from random weights copies a letter
-~10 tokens back but not ~35, so the tiny default cannot carry its verdict across the For and
-Against lines (BENCHMARKS.md). The weighed line comes first and the rationale is short
-because a judge small enough to train on two CPU cores learns to copy what sits at a fixed place
-in its input within ~100 SFT steps when the completion is ~45 tokens, and had not learned it after
-200 when each reading's margin was copied too (~85 tokens; BENCHMARKS.md). Every line is true of
-the pair by construction (tested), in either A/B order. The winner's score grows with the weighed
-probability: 6 at P < 0.6, 7, 8, 9, and 10 at P >= 0.9; the loser gets 10 minus it.
+evidence block it answers, right above. The `brief` trace (`render.rationale: brief`, the default
+in params.yaml) keeps only the Weighed line before the scores. The weighed line comes first and
+the trace is short because a judge small enough to train on two CPU cores (~150 steps from random
+weights) copies a letter ~10 tokens back but not ~35: across the For and Against lines its verdict
+drifts from its own Weighed line (BENCHMARKS.md). Every line is true of the pair by construction
+(tested), in either A/B order. The winner's score grows with the weighed probability: 6 at
+P < 0.6, 7, 8, 9, and 10 at P >= 0.9; the loser gets 10 minus it.
 """
 
 from __future__ import annotations
