@@ -90,6 +90,7 @@ class EvalSettings:
     engine: str = "transformers"  # transformers | vllm (where installed; the gpu profile)
     examples: int = 4
     exemplar_count_judges: list[str] = field(default_factory=lambda: ["rft", "stylometric", "ngram"])
+    without_evidence: list[str] = field(default_factory=list)  # model judges judged again with no evidence block
     real_authors: RealAuthorsSettings = field(default_factory=RealAuthorsSettings)
 
 
@@ -170,11 +171,66 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+TOP_LEVEL = ("profile", "paths", "defaults", "profiles")
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def _fits(value, hint) -> bool:
+    """Whether a YAML value fits a settings field's type (bool is not an int, an int is a float,
+    YAML's `2e-3` (a string in YAML 1.1) is not a float)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if hint is Path:
+        return isinstance(value, (str, Path))
+    if origin is list:
+        (item,) = typing.get_args(hint) or (Any,)
+        return isinstance(value, list) and all(_fits(v, item) for v in value)
+    if origin is dict:
+        key, val = typing.get_args(hint) or (Any, Any)
+        return isinstance(value, dict) and all(_fits(k, key) and _fits(v, val) for k, v in value.items())
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, hint)
+    return True  # a type this check does not know: the dataclass takes it as it is
+
+
 def _build(cls, data: dict, where: str, params_path: Path):
+    """`cls(**data)` after checking every key is a field of `cls` and every value fits the field's
+    type: a typo or a wrong type is one InputError naming the key and the file, before anything runs."""
+    import typing
+
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
         raise InputError(params_path, f"unknown key(s) {sorted(unknown)} (known: {sorted(names)})", where)
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        hint = hints.get(key, Any)
+        if not _fits(value, hint):
+            hint_text = _type_name(hint)
+            extra = ""
+            if isinstance(value, str) and _fits(1.0, hint):
+                extra = " (YAML reads 2e-3 as a string: write 0.002 or 2.0e-3)" if "e" in value.lower() else ""
+            raise InputError(params_path, f"{value!r} is a {type(value).__name__}, expected {hint_text}{extra}",
+                             f"{where}.{key}")
     return cls(**data)
 
 
@@ -210,6 +266,13 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
         raise InputError(params_path, "no such file") from None
     except yaml.YAMLError as exc:
         raise InputError(params_path, f"invalid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(params, dict):
+        raise InputError(params_path, "not a mapping of settings")
+    if unknown := set(params) - set(TOP_LEVEL):
+        raise InputError(params_path, f"unknown top-level key(s) {sorted(unknown)} (known: {', '.join(TOP_LEVEL)})")
+    if unknown := set(params.get("defaults") or {}) - set(SECTIONS) - {"seed"}:
+        raise InputError(params_path, f"unknown section(s) {sorted(unknown)} (known: seed, {', '.join(SECTIONS)})",
+                         "defaults")
     profile = profile or params.get("profile", "default")
     profiles = params.get("profiles", {})
     if profile not in profiles:

@@ -170,3 +170,22 @@ def test_run_answers_a_bad_profile_in_one_line_before_dagster_starts(capsys, tmp
     assert main(["run", "--params", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0]
+
+
+@pytest.mark.parametrize("edit, named", [
+    (("\nprofiles:", "\nprofle: smoke\nprofiles:"), "unknown top-level key(s) ['profle']"),
+    (("\n  synthesis:\n", "\n  synthsis: {}\n  synthesis:\n"), "defaults: unknown section(s) ['synthsis']"),
+    (("    learning_rate: 0.002\n", "    learning_rate: 2e-3\n"), "sft.learning_rate: '2e-3' is a str, expected float (YAML reads 2e-3 as a string"),
+    (("    max_steps: 12\n", "    max_steps: six\n"), "rft.max_steps: 'six' is a str, expected int"),
+    (("    both_orders: true\n    baselines:", "    both_orders: 'yes'\n    baselines:"), "eval.both_orders"),
+    (("    num_exemplars: 3\n", "    num_exemplars: 3.5\n"), "synthesis.num_exemplars"),
+])
+def test_a_config_typo_or_wrong_type_is_one_line_before_anything_runs(tmp_path, capsys, edit, named):
+    text = (REPO / "params.yaml").read_text()
+    old, new = edit
+    assert text.count(old) >= 1, old
+    bad = tmp_path / "params.yaml"
+    bad.write_text(text.replace(old, new, 1))
+    assert main(["run", "--params", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(bad) in err[0] and named in err[0], err
