@@ -36,7 +36,9 @@ def _parser() -> argparse.ArgumentParser:
                                         "per author) into exemplar JSONL")
     ing.add_argument("src")
     ing.add_argument("--out", required=True)
-    ing.add_argument("--min-texts-per-author", type=int, default=2)
+    ing.add_argument("--min-texts-per-author", type=int, default=1,
+                     help="refuse an author with fewer texts (default 1: a one-text author is judged for, "
+                          "and the text serves as other authors' negatives)")
 
     for name, helptext in (("judge", "judge pair records, writing one judgment per pair"),
                            ("evaluate", "judge pair records and write metrics.json and a report")):

@@ -304,7 +304,7 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
     ev["real_authors"] = _real_authors(ev.get("real_authors") or {}, params_path)
     return Settings(
         profile=profile, seed=seed, paths=paths,
-        min_texts_per_author=int(merged.get("ingest", {}).get("min_texts_per_author", 2)),
+        min_texts_per_author=int(merged.get("ingest", {}).get("min_texts_per_author", 1)),
         synthesis=_build(SynthesisConfig, {**syn, "seed": seed}, "synthesis", params_path),
         generation=_generation(merged.get("generation") or {}, root, params_path),
         max_texts_per_author=max_texts,

@@ -18,7 +18,7 @@ SPLIT_LEVELS = ("train", "test", "dev", "valid", "validation")
 MAX_TEXT_CHARS = 200_000
 
 
-def read_exemplars(src: str | Path, min_texts_per_author: int = 2) -> list[Exemplar]:
+def read_exemplars(src: str | Path, min_texts_per_author: int = 1) -> list[Exemplar]:
     """Read and validate exemplars from `src` in any supported format (chosen by its shape)."""
     src = Path(src)
     if src.is_dir():
@@ -35,7 +35,7 @@ def read_exemplars(src: str | Path, min_texts_per_author: int = 2) -> list[Exemp
     return exemplars
 
 
-def ingest(src: str | Path, out: str | Path, min_texts_per_author: int = 2) -> list[Exemplar]:
+def ingest(src: str | Path, out: str | Path, min_texts_per_author: int = 1) -> list[Exemplar]:
     """Validate everything first, then write the exemplar JSONL atomically."""
     exemplars = read_exemplars(src, min_texts_per_author)
     write_jsonl(out, (e.to_dict() for e in exemplars))
@@ -135,7 +135,7 @@ def list_authors(src: str | Path) -> list[str]:
     return sorted({e.author_id for e in read_exemplars(src, min_texts_per_author=1)})
 
 
-def read_authors(src: str | Path, authors: list[str], min_texts_per_author: int = 2) -> dict[str, list[Exemplar]]:
+def read_authors(src: str | Path, authors: list[str], min_texts_per_author: int = 1) -> dict[str, list[Exemplar]]:
     """Read and validate the texts of `authors` only. In a directory only their sub-directories are
     read, so one author's texts can be ingested while another's are still being written; a file
     is read once. An author without texts is an error naming the source and the author."""

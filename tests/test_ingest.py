@@ -204,10 +204,17 @@ def test_author_with_a_single_text_is_refused_by_name(tmp_path):
     assert "1 text" in str(info.value)
 
 
-def test_single_text_author_is_accepted_when_minimum_is_one(tmp_path):
+def test_single_text_author_is_accepted_by_default(tmp_path):
     rows = good_rows() + [{"author_id": "carol", "text": "Carol's only text."}]
     src = write_jsonl(tmp_path / "ex.jsonl", rows)
-    assert [e.author_id for e in read_exemplars(src, min_texts_per_author=1)].count("carol") == 1
+    assert [e.author_id for e in read_exemplars(src)].count("carol") == 1
+
+
+def test_a_file_with_one_text_per_author_ingests(tmp_path):
+    rows = [{"author_id": a, "text": f"{a} wrote this one text, and only this one."} for a in ("ann", "bob", "cy")]
+    out = tmp_path / "exemplars.jsonl"
+    assert [e.author_id for e in ingest(write_jsonl(tmp_path / "ex.jsonl", rows), out)] == ["ann", "bob", "cy"]
+    assert len(out.read_text().splitlines()) == 3
 
 
 def test_grouped_json_output_of_wrong_type_names_author_and_index(tmp_path):
@@ -268,15 +275,14 @@ def test_empty_jsonl_is_refused(tmp_path):
 def _bad_sources(tmp_path: Path) -> dict[str, Path]:
     bad_json = tmp_path / "bad.jsonl"
     bad_json.write_text(json.dumps(good_rows()[0]) + "\n{not json\n")
-    single = write_jsonl(tmp_path / "single.jsonl", good_rows() + [{"author_id": "z", "text": "lone"}])
     no_txt = make_author_dirs(tmp_path / "notxt", {"a": {"x.md": "y"}})
     bad_bytes = tmp_path / "bytes.jsonl"
     bad_bytes.write_bytes(b'{"author_id": "a", "text": "\xff"}\n')
-    return {"bad_json": bad_json, "single_text_author": single, "no_txt": no_txt,
+    return {"bad_json": bad_json, "no_txt": no_txt,
             "non_utf8": bad_bytes, "missing": tmp_path / "missing.jsonl"}
 
 
-@pytest.mark.parametrize("case", ["bad_json", "single_text_author", "no_txt", "non_utf8", "missing"])
+@pytest.mark.parametrize("case", ["bad_json", "no_txt", "non_utf8", "missing"])
 def test_failed_ingest_leaves_no_file_at_out_path(tmp_path, case):
     src = _bad_sources(tmp_path)[case]
     out_dir = tmp_path / "out"
@@ -288,7 +294,7 @@ def test_failed_ingest_leaves_no_file_at_out_path(tmp_path, case):
     assert list(out_dir.iterdir()) == []  # no temporary leftovers either
 
 
-@pytest.mark.parametrize("case", ["bad_json", "single_text_author", "no_txt", "non_utf8", "missing"])
+@pytest.mark.parametrize("case", ["bad_json", "no_txt", "non_utf8", "missing"])
 def test_failed_ingest_keeps_existing_good_out_file_intact(tmp_path, case):
     out = tmp_path / "exemplars.jsonl"
     ingest(write_jsonl(tmp_path / "good.jsonl", good_rows()), out)

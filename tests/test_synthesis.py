@@ -566,3 +566,16 @@ def test_an_author_whose_texts_are_too_short_is_named_with_the_reason():
     assert set(missing) == {"terse", "once"}
     assert "the longest has 30 words" in missing["terse"] and "= 33" in missing["terse"]
     assert "a single text" in missing["once"]
+
+
+def test_a_one_text_author_has_no_own_pairs_but_serves_as_others_negative():
+    import random
+
+    from tests.synthetic_corpus import AUTHORS, author_text
+
+    corpus = make_corpus(n_authors=1, n_texts=4, seed=3)  # one other author: the one-text author is its only negative
+    once = Exemplar("once", author_text(AUTHORS[2], random.Random(7)))
+    rows = build_pairs(corpus + [once], SynthesisConfig(unseen_authors=0, eval_fraction=0.0,
+                                                        negatives={"cross_author": 1}), progress=False)
+    assert "once" not in {r["author_id"] for r in rows}  # no other text of theirs to be an exemplar
+    assert text_id(once) in {r["negative_source"] for r in rows if r["negative_type"] == "cross_author"}
