@@ -25,7 +25,7 @@ TORCH_SOURCE := $(shell if [ -n "$$PIP_FIND_LINKS" ]; then echo "--find-links $$
 	elif [ -d /opt/wheels ]; then echo "--find-links /opt/wheels"; \
 	else echo "--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match"; fi)
 
-.PHONY: install demo test ui ui-check repro bench clean-data
+.PHONY: install demo test test-distributed ui ui-check repro bench clean-data
 
 install: $(STAMP)
 
@@ -46,6 +46,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# Two training processes under accelerate launch with DeepSpeed ZeRO-2/3 (a few minutes; CI runs it too).
+test-distributed: install
+	$(BIN)/python -m pytest -q -m distributed
 
 ui: install
 	$(BIN)/dagster dev -m orchestration.definitions -h 127.0.0.1 -p $${PORT:-3000}

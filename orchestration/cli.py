@@ -98,8 +98,10 @@ def _judge(args, pairs, s) -> list[dict]:
                                  "no fitted evidence here (evidence.json); run `make demo` or "
                                  "`persrm run --select evidence_model`, or pass --evidence DIR")
         return baseline_judge(args.baseline, pairs, seed=args.seed, both_orders=args.both_orders, evidence=evidence)
-    if not (Path(args.model).is_dir() and (Path(args.model) / "config.json").exists()):
-        raise InputError(args.model, "not a checkpoint directory (no config.json)")
+    from persrm_core.bundled_lm import is_bundled
+
+    if not is_bundled(args.model) and not (Path(args.model).is_dir() and (Path(args.model) / "config.json").exists()):
+        raise InputError(args.model, "not a checkpoint directory (no config.json) nor a bundled model name")
     judge = ModelJudge(args.model, s.render, _gen(args, s), trust_remote_code=s.base_model.trust_remote_code)
     return judge.judge(pairs, both_orders=args.both_orders)
 

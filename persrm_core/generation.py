@@ -214,10 +214,9 @@ class TransformersBackend:
     def __init__(self, model: str, dtype: str = "float32", batch_size: int = 8, trust_remote_code: bool = False):
         import torch
 
-        from persrm_core.bundled_lm import locate
         from persrm_core.model import load_model, load_tokenizer
 
-        self.model = locate(model)
+        self.model = str(model)  # the name as configured: part of every cache key, so no machine path in it
         self.batch_size = batch_size
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.tokenizer = load_tokenizer(self.model, trust_remote_code=trust_remote_code)
@@ -268,8 +267,8 @@ class VLLMBackend:
                                f"against a `vllm serve` server ({type(exc).__name__}: {exc})") from None
         from persrm_core.bundled_lm import locate
 
-        self.model = locate(model)
-        self.llm = LLM(model=self.model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+        self.model = str(model)  # the name as configured (cache keys); vLLM loads the located folder
+        self.llm = LLM(model=locate(model), dtype=dtype, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, trust_remote_code=trust_remote_code)
 
     def __repr__(self) -> str:
@@ -360,10 +359,13 @@ class GenerationCache:
 
 
 def generate_cached(backend: Backend, requests: Sequence[GenRequest], params: SamplingParams,
-                    cache_path: str | Path, progress: bool = True, chunk_size: int = 64) -> list[str]:
+                    cache_path: str | Path, progress: bool = True, chunk_size: int | None = None) -> list[str]:
     """Outputs in request order. Requests already answered in the cache are not sent; identical
     requests are sent once; the rest go in chunks of `chunk_size`, each appended to the cache as
-    soon as it returns."""
+    soon as it returns. By default a chunk is one batch of a local backend (`backend.batch_size`:
+    on a CPU each batch takes a minute, and the bar and the cache move with it), else 64 requests
+    (what a server's concurrency gets to work on at once)."""
+    chunk_size = chunk_size or getattr(backend, "batch_size", None) or 64
     cache = GenerationCache(cache_path)
     keys = [request_key(backend, r, params) for r in requests]
     todo: dict[str, GenRequest] = {}

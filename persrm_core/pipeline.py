@@ -6,6 +6,8 @@ Dagster assets (`assets/`) call these; `persrm run` and `dvc repro` reach them t
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
 import logging
 import math
@@ -485,12 +487,21 @@ def sft_checkpoint(s: Settings) -> dict:
 
         if s.generation.backend == "rules":
             raise InputError("params.yaml", "sft.traces is teacher but generation.backend is rules (no LLM)", "sft")
-        train, stats = teacher_traces(train, generation_backend(s, needed=True), sampling_params(s),
-                                      s.generation.cache, s.render)
+        if s.sft.teacher_fallback not in ("none", "offline"):
+            raise InputError("params.yaml", f"sft.teacher_fallback must be none or offline, not "
+                             f"{s.sft.teacher_fallback!r}", "sft")
+        kept, stats = teacher_traces(train, generation_backend(s, needed=True), sampling_params(s),
+                                     s.generation.cache, s.render)
         teacher = stats.as_dict()
+        if s.sft.teacher_fallback == "offline":  # the rest get the measured offline trace (rejection-sampled)
+            from persrm_core.teacher import with_offline_fallback
+
+            kept, teacher["offline_fallback_pairs"] = with_offline_fallback(train, kept)
+        train = kept
         if not train:
             raise RuntimeError(f"the teacher's verdicts matched the label in both orders for none of "
-                               f"{stats.pairs} train pairs: {teacher}")
+                               f"{stats.pairs} train pairs: {teacher} (sft.teacher_fallback: offline trains "
+                               "the rest on offline traces)")
     elif s.sft.traces != "offline":
         raise InputError("params.yaml", f"sft.traces must be offline or teacher, not {s.sft.traces!r}", "sft")
     with atomic_dir(s.paths.sft) as tmp:
@@ -605,8 +616,12 @@ def real_author_eval_pairs(s: Settings) -> tuple[list[Pair], str | None]:
 def eval_report(s: Settings) -> dict:
     from persrm_core.judge import GenerationSettings, ModelJudge, baseline_judge
     from persrm_core.metrics import judge_metrics
-    from persrm_core.report import headline_rows, write_report
+    from persrm_core.report import NO_EVIDENCE, headline_rows, write_report
 
+    unknown = set(s.eval.without_evidence) - {"base", "sft", "rft"}
+    if unknown:
+        raise InputError("params.yaml", f"eval.without_evidence names {sorted(unknown)}; only base, sft and rft "
+                         "read evidence", "eval")
     pairs, splits = eval_pairs(s)
     real, real_skipped = real_author_eval_pairs(s)
     gen = GenerationSettings(batch_size=s.eval.batch_size, max_new_tokens=s.eval.max_new_tokens,
@@ -622,6 +637,13 @@ def eval_report(s: Settings) -> dict:
         judgments[name] = judge.judge(pairs, both_orders=s.eval.both_orders)
         if real and name != "base":  # the untrained base is judged on the eval split only (it never parses)
             real_judgments[name] = judge.judge(real, both_orders=s.eval.both_orders)
+        if name in s.eval.without_evidence and s.render.evidence:  # the same judge, no evidence block shown
+            blind = copy.copy(judge)  # the loaded model again (not a second copy in memory), no evidence shown
+            blind.limits, blind.evidence = dataclasses.replace(judge.limits, evidence=False), None
+            judgments[name + NO_EVIDENCE] = blind.judge(pairs, both_orders=s.eval.both_orders)
+            if real and name != "base":
+                real_judgments[name + NO_EVIDENCE] = blind.judge(real, both_orders=s.eval.both_orders)
+            del blind
     for name in s.eval.baselines:
         if name == "scalar_rm":  # a Bradley-Terry scalar reward model trained on the same train split
             judges[name] = _scalar_rm_judge(s)

@@ -9,6 +9,11 @@ from pathlib import Path
 from persrm_core.atomic import write_json, write_text
 
 MODEL_JUDGES = ("base", "sft", "rft", "model")  # "model": a checkpoint `persrm evaluate` was given
+NO_EVIDENCE = "_no_evidence"  # a model judge judged again without the evidence block (`eval.without_evidence`)
+
+
+def is_model_judge(name: str) -> bool:
+    return name in MODEL_JUDGES or (name.endswith(NO_EVIDENCE) and name[: -len(NO_EVIDENCE)] in MODEL_JUDGES)
 
 
 def headline_rows(metrics: dict) -> list[dict]:
@@ -55,7 +60,7 @@ def lead_sentences(metrics: dict) -> list[str]:
     what, judges = found
     if "rft" not in judges:
         return [f"On {what}: no RFT judgment."]
-    baselines = {k: v for k, v in judges.items() if k not in MODEL_JUDGES}
+    baselines = {k: v for k, v in judges.items() if not is_model_judge(k)}
     rft = judges["rft"]
     out = [f"On {what}:"]
     if baselines:
@@ -94,7 +99,7 @@ def markdown_table(rows: list[dict]) -> str:
 def rft_vs_best_baseline(judges: dict, subject: str, key: str = "rft") -> list[str]:
     """One sentence comparing the judge `key` (RFT) with the most accurate baseline (none if either
     is missing)."""
-    baselines = {k: v["accuracy"] for k, v in judges.items() if k not in MODEL_JUDGES}
+    baselines = {k: v["accuracy"] for k, v in judges.items() if not is_model_judge(k)}
     if not baselines or key not in judges:
         return []
     best = max(baselines, key=baselines.get)
@@ -114,6 +119,14 @@ def verdict_sentences(metrics: dict) -> list[str]:
                        f"format-valid {j[new]['format_valid_rate']:.3f} vs {j[old]['format_valid_rate']:.3f}).")
     key = next((k for k in ("rft", "sft", "model") if k in j), "rft")
     out += rft_vs_best_baseline(j, "The judge" if key == "model" else key.upper(), key)
+    for name in (n for n in j if n.endswith(NO_EVIDENCE) and n[: -len(NO_EVIDENCE)] in j):
+        seen = name[: -len(NO_EVIDENCE)]
+        out.append(f"Shown no evidence block, {seen.upper()} scored {j[name]['accuracy']:.3f} "
+                   f"(format-valid {j[name]['format_valid_rate']:.3f}) against {j[seen]['accuracy']:.3f} with it.")
+    if metrics.get("settings", {}).get("profile") == "smoke":
+        out.append("This is the smoke profile: a few training steps on a model of tens of thousands of parameters, "
+                   "so model judges at 0.000 (no parseable verdict) are expected; it checks that the chain runs, "
+                   "not what it learns.")
     return out
 
 
@@ -169,7 +182,7 @@ def _plot_judge_bars(judges: dict, path: Path, title: str) -> Path:
     ci = [judges[n].get("accuracy_ci95") or [a, a] for n, a in zip(names, acc)]
     err = [[a - c[0] for a, c in zip(acc, ci)], [c[1] - a for a, c in zip(acc, ci)]]
     fig, ax = plt.subplots(figsize=(7, 3.6))
-    colors = ["#4C72B0" if n in MODEL_JUDGES else "#999999" for n in names]
+    colors = ["#4C72B0" if is_model_judge(n) else "#999999" for n in names]
     ax.bar(names, acc, yerr=err, capsize=4, color=colors)
     ax.axhline(0.5, ls="--", c="k", lw=0.8)
     ax.set_ylim(0, 1)

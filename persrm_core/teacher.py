@@ -71,3 +71,12 @@ def teacher_traces(pairs: Sequence[dict], backend: Backend, sampling: SamplingPa
             text = f"{first.rationale}\nScores: A={int(first.scores[0])} B={int(first.scores[1])}\nVerdict: [[{first.choice}]]"
             kept.append({**pair, "trace": text})
     return kept, stats
+
+
+def with_offline_fallback(pairs: Sequence[dict], taught: Sequence[dict]) -> tuple[list[dict], int]:
+    """Every pair in its original order: with the teacher's `trace` where the teacher was kept, as
+    it is (so SFT writes the measured offline trace, rejection-sampled) where not; and how many
+    fell back. For a weak teacher (a small model rarely right in both orders)."""
+    traces = {p["pair_id"]: p["trace"] for p in taught}
+    out = [{**p, "trace": traces[p["pair_id"]]} if p["pair_id"] in traces else dict(p) for p in pairs]
+    return out, len(pairs) - len(traces)

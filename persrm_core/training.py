@@ -73,6 +73,7 @@ class TrainConfig:
     rejection_sampling: bool = True  # SFT only on traces whose evidence agrees with the label
     save_steps: int = 50  # checkpoint every N steps; a re-run after a crash resumes from the last
     traces: str = "offline"  # offline (measured stylometric trace writer) | teacher (an LLM via `generation`)
+    teacher_fallback: str = "none"  # with teacher traces: "offline" = pairs the teacher got wrong get an offline trace
     launcher: str = "accelerate"  # "accelerate" (own process, `accelerate launch`) or "inprocess"
     accelerate_config: str | None = None  # accelerate config yaml; None = a generated default
     num_processes: int = 1

@@ -65,9 +65,14 @@ def test_metrics_json_reports_every_judge(smoke_root):
     assert set(counts) == {"rft", "combined", "stylometric", "ngram"}
     assert all(set(c) == {"1", "2", "3"} for c in counts.values())
     assert "combined" in judges and {"brier", "ece", "accuracy_by_confidence"} <= set(judges["combined"])
+    # eval.without_evidence: the RFT judge again with no evidence block, a model judge, not a baseline
+    from persrm_core.report import is_model_judge
+
+    assert judges["rft_no_evidence"]["n"] == judges["rft"]["n"] and "base_no_evidence" not in judges
+    assert is_model_judge("rft_no_evidence") and not is_model_judge("ngram_no_evidence")
     real = metrics["real_authors"]
     if "judges" in real:  # the development corpus beside the checkout: the lead section's data
-        assert "base" not in real["judges"] and {"sft", "rft", "combined"} <= set(real["judges"])
+        assert "base" not in real["judges"] and {"sft", "rft", "rft_no_evidence", "combined"} <= set(real["judges"])
         assert set(real["judges"]["rft"]["by_negative_type"]) <= {"cross_author_random", "cross_author_topic"}
     for name in ("accuracy", "by_exemplar_count", "sft_curve", "rft_curve"):
         assert json.loads((smoke_root / f"data/reports/eval/plots/{name}.json").read_text())

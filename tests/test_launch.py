@@ -80,9 +80,7 @@ def test_a_failing_child_raises_with_its_error(setup):
     assert "FileNotFoundError" in msg and str(missing) in msg  # the child's own traceback line
 
 
-@pytest.mark.skipif(not os.environ.get("PERSRM_TEST_DEEPSPEED"),
-                    reason="opt-in (PERSRM_TEST_DEEPSPEED=1): DeepSpeed's first CPU run compiles its shm "
-                           "communication op (~80 s in all on 2 cores; ~30 s once TORCH_EXTENSIONS_DIR holds it)")
+@pytest.mark.distributed  # `make test-distributed`: DeepSpeed's first CPU run compiles its communication op
 def test_zero2_on_cpu_through_accelerate_launch(setup):
     root, pairs = setup
     out = root / "zero2-out"

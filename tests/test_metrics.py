@@ -112,3 +112,19 @@ def test_judgments_out_of_pair_order_raise():
 def test_judgment_count_mismatch_raises():
     with pytest.raises(ValueError, match="5 pairs but 4 judgments"):
         judge_metrics(PAIRS, judgments("A", "B", "A", "B"))
+
+
+def test_report_sentences_compare_judges_without_evidence_and_explain_the_smoke_profile():
+    from persrm_core.report import verdict_sentences
+
+    def m(acc, valid=1.0):
+        return {"accuracy": acc, "format_valid_rate": valid}
+
+    metrics = {"judges": {"base": m(0.0, 0.0), "sft": m(0.5), "rft": m(0.75), "rft_no_evidence": m(0.5, 0.9),
+                          "ngram": m(0.6)}, "settings": {"profile": "smoke"}}
+    said = " ".join(verdict_sentences(metrics))
+    assert "RFT beat the best baseline, ngram (0.750 vs 0.600)" in said  # rft_no_evidence is no baseline
+    assert "Shown no evidence block, RFT scored 0.500 (format-valid 0.900) against 0.750 with it." in said
+    assert "smoke profile" in said and "0.000" in said
+    metrics["settings"]["profile"] = "default"
+    assert "smoke profile" not in " ".join(verdict_sentences(metrics))

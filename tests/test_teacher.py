@@ -60,3 +60,16 @@ def test_sft_rows_train_on_the_teacher_trace_and_skip_offline_rejection_for_it()
     p = pair("x", "A") | {"trace": says("A")}
     rows = sft_rows([p], RenderLimits(), rejection_sampling=True)
     assert rows[0]["completion"][0]["content"] == says("A")
+
+
+def test_offline_fallback_keeps_every_pair_in_order_with_the_teachers_traces_where_kept():
+    from persrm_core.teacher import with_offline_fallback
+
+    pairs = [pair("p1", "A"), pair("p2", "B"), pair("p3", "A")]
+    taught = [pair("p2", "B") | {"trace": says("B")}]
+    out, fell_back = with_offline_fallback(pairs, taught)
+    assert [p["pair_id"] for p in out] == ["p1", "p2", "p3"] and fell_back == 2
+    assert out[1]["trace"] == says("B") and "trace" not in out[0] and "trace" not in out[2]
+    rows = sft_rows(out, RenderLimits(evidence=False))  # the teacher's trace for p2, offline traces for the rest
+    assert rows and any(r["completion"][0]["content"] == says("B") for r in rows)
+    assert not any("trace" in p for p in pairs)  # the inputs are not changed
