@@ -8,8 +8,8 @@ model cache; every later use loads that folder like any hub model. The cache is
 `$PERSRM_MODEL_CACHE`, else `~/.cache/persrm/models`; a folder is published atomically under a
 lock, so two processes converting at once both end with the same complete folder.
 
-A name here works wherever a model name does: `base_model.name`, `generation.model`,
-`teacher.model`, `persrm judge --model`.
+A name here works wherever a model name does: `base_model.name`, `generation.model` (the LLM
+negatives and teacher traces), `persrm judge --model`.
 """
 
 from __future__ import annotations

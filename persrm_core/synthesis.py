@@ -139,7 +139,9 @@ def plan_splits(exemplars: list[Exemplar], cfg: SynthesisConfig) -> dict[str, st
         by_author[ex.author_id].append(text_id(ex))
     authors = sorted(by_author)
     n_unseen = min(cfg.unseen_authors, max(len(authors) - 2, 0))
-    unseen = set(sorted(authors, key=lambda a: _rank(cfg.seed, a))[:n_unseen])
+    # A one-text author cannot be an unseen author: with no second text there is no exemplar, so no pair.
+    candidates = [a for a in authors if len(set(by_author[a])) >= 2]
+    unseen = set(sorted(candidates, key=lambda a: _rank(cfg.seed, a))[:n_unseen])
     plan: dict[str, str] = {}
     for author in authors:
         ids = sorted(set(by_author[author]))

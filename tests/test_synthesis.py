@@ -579,3 +579,11 @@ def test_a_one_text_author_has_no_own_pairs_but_serves_as_others_negative():
                                                         negatives={"cross_author": 1}), progress=False)
     assert "once" not in {r["author_id"] for r in rows}  # no other text of theirs to be an exemplar
     assert text_id(once) in {r["negative_source"] for r in rows if r["negative_type"] == "cross_author"}
+
+
+def test_a_one_text_author_is_never_drawn_as_an_unseen_author():
+    corpus = make_corpus(n_authors=4, n_texts=4, seed=1)
+    ones = [Exemplar(f"solo{i}", f"solo {i} wrote one text only.") for i in range(6)]
+    plan = plan_splits(corpus + ones, SynthesisConfig(unseen_authors=2))
+    unseen = {e.author_id for e in corpus + ones if plan[text_id(e)] == EVAL_UNSEEN}
+    assert len(unseen) == 2 and not any(a.startswith("solo") for a in unseen)
