@@ -255,6 +255,21 @@ def _generation(data: dict, root: Path, params_path: Path) -> BackendSettings:
     return g
 
 
+CHOICES = {("sft", "traces"): ("offline", "teacher"), ("sft", "teacher_fallback"): ("none", "offline")}
+
+
+def _check_choices(merged: dict, params_path: Path) -> None:
+    """Values from a fixed set, checked when params load rather than when their stage runs."""
+    for (section, key), allowed in CHOICES.items():
+        value = (merged.get(section) or {}).get(key)
+        if value is not None and value not in allowed:
+            raise InputError(params_path, f"{value!r} is not one of {', '.join(allowed)}", f"{section}.{key}")
+    judges = (merged.get("eval") or {}).get("without_evidence") or []
+    if unknown := [j for j in judges if j not in ("base", "sft", "rft")]:
+        raise InputError(params_path, f"{unknown} read no evidence; only base, sft and rft can be judged without it",
+                         "eval.without_evidence")
+
+
 def load_settings(profile: str | None = None, params_path: str | Path | None = None,
                   root: str | Path | None = None, overrides: dict | None = None) -> Settings:
     """Settings of `profile` from `params_path`; relative paths resolve against `root`
@@ -302,6 +317,7 @@ def load_settings(profile: str | None = None, params_path: str | Path | None = N
     bm["tiny"] = _build(TinyModelConfig, bm.get("tiny", {}), "base_model.tiny", params_path)
     ev = dict(merged["eval"])
     ev["real_authors"] = _real_authors(ev.get("real_authors") or {}, params_path)
+    _check_choices(merged, params_path)
     return Settings(
         profile=profile, seed=seed, paths=paths,
         min_texts_per_author=int(merged.get("ingest", {}).get("min_texts_per_author", 1)),

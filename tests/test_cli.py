@@ -179,6 +179,8 @@ def test_run_answers_a_bad_profile_in_one_line_before_dagster_starts(capsys, tmp
     (("    max_steps: 12\n", "    max_steps: six\n"), "rft.max_steps: 'six' is a str, expected int"),
     (("    both_orders: true\n    baselines:", "    both_orders: 'yes'\n    baselines:"), "eval.both_orders"),
     (("    num_exemplars: 3\n", "    num_exemplars: 3.5\n"), "synthesis.num_exemplars"),
+    (("    teacher_fallback: none", "    teacher_fallback: offlne"), "sft.teacher_fallback: 'offlne' is not one of"),
+    (("    without_evidence: []", "    without_evidence: [ngram]"), "eval.without_evidence: ['ngram']"),
 ])
 def test_a_config_typo_or_wrong_type_is_one_line_before_anything_runs(tmp_path, capsys, edit, named):
     text = (REPO / "params.yaml").read_text()
