@@ -418,12 +418,20 @@ def publish_evidence(s: Settings, checkpoint: Path) -> None:
         shutil.copytree(s.paths.evidence, Path(checkpoint) / EVIDENCE_DIR, dirs_exist_ok=True)
 
 
+BASE_REF = "persrm_base_ref.json"  # in paths.base_model when the base is not built here
+
+
 def base_model(s: Settings) -> dict:
     """Build the offline `tiny` base from train-split text only, or record a hub id / path."""
     if s.base_model.name != "tiny":
         from persrm_core.model import resolve_model
 
-        return {"base_model": s.base_model.name, "built": False, "found_at": str(resolve_model(s.base_model.name))}
+        ref = {"base_model": s.base_model.name, "built": False, "found_at": str(resolve_model(s.base_model.name))}
+        # A reference, not the weights: the stage's DVC output exists whatever the base, and a changed
+        # base (name or where it resolves) is a changed output.
+        with atomic_dir(s.paths.base_model) as tmp:
+            (tmp / BASE_REF).write_text(json.dumps(ref, indent=1), encoding="utf-8")
+        return ref
     from persrm_core.model import build_tiny
     from persrm_core.training import sft_rows
 

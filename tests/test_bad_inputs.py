@@ -289,3 +289,20 @@ def test_a_base_model_that_is_not_on_this_machine_fails_in_one_line(tmp_path):
         resolve_model(str(tmp_path))
     (tmp_path / "config.json").write_text("{}")
     assert resolve_model(str(tmp_path)) == tmp_path
+
+
+def test_a_base_model_found_elsewhere_leaves_a_reference_at_the_stage_output(tmp_path):
+    """DVC's base_model stage declares paths.base_model as its output, whatever the base."""
+    import dataclasses
+
+    from persrm_core.config import load_settings
+    from persrm_core.pipeline import BASE_REF, base_model
+
+    folder = tmp_path / "my-base"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    s = load_settings("smoke", root=tmp_path)
+    s = dataclasses.replace(s, base_model=dataclasses.replace(s.base_model, name=str(folder)))
+    out = base_model(s)
+    assert out["built"] is False and out["found_at"] == str(folder)
+    assert json.loads((s.paths.base_model / BASE_REF).read_text()) == out
