@@ -151,7 +151,7 @@ def _check_exemplars(path: Path) -> None:
     counts: dict[str, int] = {}
     for ex in out:
         counts[ex.author_id] = counts.get(ex.author_id, 0) + 1
-    assert min(counts.values()) >= 2
+    assert min(counts.values()) >= 1  # a one-text author is accepted (min_texts_per_author defaults to 1)
 
 
 @PROPS
