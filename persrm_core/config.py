@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -228,7 +229,8 @@ def _build(cls, data: dict, where: str, params_path: Path):
             hint_text = _type_name(hint)
             extra = ""
             if isinstance(value, str) and _fits(1.0, hint):
-                extra = " (YAML reads 2e-3 as a string: write 0.002 or 2.0e-3)" if "e" in value.lower() else ""
+                exponent = re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", value.strip())
+                extra = " (YAML reads 2e-3 as a string: write 0.002 or 2.0e-3)" if exponent else ""
             raise InputError(params_path, f"{value!r} is a {type(value).__name__}, expected {hint_text}{extra}",
                              f"{where}.{key}")
     return cls(**data)

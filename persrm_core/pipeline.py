@@ -507,8 +507,6 @@ def sft_checkpoint(s: Settings) -> dict:
             raise RuntimeError(f"the teacher's verdicts matched the label in both orders for none of "
                                f"{stats.pairs} train pairs: {teacher} (sft.teacher_fallback: offline trains "
                                "the rest on offline traces)")
-    elif s.sft.traces != "offline":
-        raise InputError("params.yaml", f"sft.traces must be offline or teacher, not {s.sft.traces!r}", "sft")
     with atomic_dir(s.paths.sft) as tmp:
         # Checkpoints live beside the target, outside the atomic temp dir, so a killed run resumes.
         log = train_sft(base_model_ref(s), train, tmp, s.sft, s.render, work_dir=_work_dir(s.paths.sft))
@@ -644,7 +642,6 @@ def eval_report(s: Settings) -> dict:
             judgments[name + NO_EVIDENCE] = blind.judge(pairs, both_orders=s.eval.both_orders)
             if real and name != "base":
                 real_judgments[name + NO_EVIDENCE] = blind.judge(real, both_orders=s.eval.both_orders)
-            del blind
     for name in s.eval.baselines:
         if name == "scalar_rm":  # a Bradley-Terry scalar reward model trained on the same train split
             judges[name] = _scalar_rm_judge(s)
