@@ -230,6 +230,20 @@ def _peft_config(cfg: TrainConfig | GRPOSettings):
                       target_modules=cfg.lora_target_modules, task_type="CAUSAL_LM")
 
 
+
+def _join_deepspeed_comm(args) -> None:
+    """Under a ZeRO-3 config, `from_pretrained` opens `deepspeed.zero.Init`, whose batch check reads
+    the world size from DeepSpeed's own comm layer *before* that layer is set up; unset, it falls
+    back to a world of 1 and fails ("train_batch_size 4 != 2 * 1 * 1") in every launched process.
+    So set the process group up first (`args.device` makes accelerate do it) and hand it to
+    DeepSpeed's comm. A no-op without DeepSpeed or with one process."""
+    if not args.deepspeed or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return
+    import deepspeed
+
+    args.device  # noqa: B018 - the property sets up torch.distributed through accelerate
+    deepspeed.init_distributed()
+
 def _dtype(cfg: TrainConfig | GRPOSettings) -> str:
     return "bfloat16" if cfg.bf16 else "float32"
 
@@ -347,8 +361,17 @@ def sft_trainer(model_dir: str | Path, train_pairs: list[dict], cfg: TrainConfig
 
     from persrm_core.model import load_model, load_tokenizer
 
-    # The config first: with a ZeRO-3 DeepSpeed JSON it makes `from_pretrained` load the weights
-    # already sharded (zero.Init) instead of whole in every process.
+    # The rows first: their evidence loads the style encoder, which must happen before a ZeRO-3
+    # config exists (it would shard the encoder too).
+    tokenizer = load_tokenizer(model_dir)
+    rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling, cfg.both_orders)
+    candidates = sum(1 if p.get("trace") or not cfg.both_orders else 2 for p in train_pairs)
+    keep_rate = len(rows) / max(candidates, 1)
+    random.Random(cfg.seed).shuffle(rows)
+    if 0 < cfg.max_traces < len(rows):
+        rows = rows[: cfg.max_traces]
+    # Then the config, before the model: with a ZeRO-3 DeepSpeed JSON it makes `from_pretrained`
+    # load the weights already sharded (zero.Init) instead of whole in every process.
     args = SFTConfig(
         output_dir=str(work), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
         max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
@@ -362,14 +385,8 @@ def sft_trainer(model_dir: str | Path, train_pairs: list[dict], cfg: TrainConfig
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=cfg.weight_decay,
         deepspeed=cfg.deepspeed,
     )
-    tokenizer = load_tokenizer(model_dir)
+    _join_deepspeed_comm(args)
     model = load_model(model_dir, _dtype(cfg))
-    rows = sft_rows(train_pairs, limits, token_counter(tokenizer), cfg.rejection_sampling, cfg.both_orders)
-    candidates = sum(1 if p.get("trace") or not cfg.both_orders else 2 for p in train_pairs)
-    keep_rate = len(rows) / max(candidates, 1)
-    random.Random(cfg.seed).shuffle(rows)
-    if 0 < cfg.max_traces < len(rows):
-        rows = rows[: cfg.max_traces]
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rows),
                          processing_class=tokenizer, callbacks=callbacks, peft_config=_peft_config(cfg))
     return trainer, tokenizer, {"traces": len(rows), "trace_keep_rate": round(keep_rate, 4)}
@@ -388,8 +405,15 @@ def run_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
+    from persrm_core.evidence import evidence_of
     from persrm_core.model import load_model, load_tokenizer
 
+    tokenizer = load_tokenizer(model_dir)  # rows, then config, then model: as in `sft_trainer`
+    count = token_counter(tokenizer)
+    rows = [{"prompt": render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"],
+                                       limits, count, evidence_of(p) if limits.evidence else None),
+             "label": p["label"]} for p in train_pairs]
+    random.Random(cfg.seed).shuffle(rows)
     args = GRPOConfig(
         output_dir=str(work), learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
         per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
@@ -400,16 +424,9 @@ def run_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path
         vllm_mode=cfg.vllm_mode, deepspeed=cfg.deepspeed, log_completions=False,
         # accuracy and invalid rate ride along at weight 0: logged as curves, no part of the reward
         reward_weights=[1.0, 0.0, 0.0],
-    )  # before the model, as in `sft_trainer`
-    tokenizer = load_tokenizer(model_dir)
+    )
+    _join_deepspeed_comm(args)
     model = load_model(model_dir, _dtype(cfg))
-    count = token_counter(tokenizer)
-    from persrm_core.evidence import evidence_of
-
-    rows = [{"prompt": render_messages(p["exemplars"], p["prompt"], p["response_a"], p["response_b"],
-                                       limits, count, evidence_of(p) if limits.evidence else None),
-             "label": p["label"]} for p in train_pairs]
-    random.Random(cfg.seed).shuffle(rows)
     trainer = GRPOTrainer(model=model, reward_funcs=[verdict_reward, verdict_correct, verdict_invalid], args=args,
                           train_dataset=Dataset.from_list(rows), processing_class=tokenizer, callbacks=callbacks,
                           peft_config=_peft_config(cfg))

@@ -1,5 +1,5 @@
-"""Training past one process: `accelerate launch --num_processes 2` on CPU with DeepSpeed ZeRO-2, for SFT
-and GRPO, on a tiny model (ZeRO-3 with two CPU processes still fails, see below).
+"""Training past one process: `accelerate launch --num_processes 2` on CPU with DeepSpeed ZeRO-2 and
+ZeRO-3, for SFT and GRPO, on a tiny model.
 
 What must hold whatever the process count: the published checkpoint holds the full weights (every
 tensor at its full shape, trained, no ZeRO shard files, no empty ZeRO-3 placeholders), only rank 0
@@ -27,6 +27,8 @@ TINY = TinyModelConfig(vocab_size=400, hidden_size=32, num_layers=2, num_heads=2
                        intermediate_size=64, max_positions=1024)
 LIMITS = RenderLimits(max_exemplars=2, max_exemplar_words=10, max_response_words=20)
 ZERO2 = "configs/deepspeed/zero2.json"
+ZERO3 = "configs/deepspeed/zero3.json"
+STAGES = pytest.mark.parametrize("zero", [ZERO2, ZERO3], ids=["zero2", "zero3"])
 
 
 @pytest.fixture(scope="module")
@@ -60,14 +62,18 @@ def assert_full_trained_weights(base, out):
     assert len(changed) >= len(after) // 2, changed  # trained: not the base written back
 
 
-def test_zero2_sft_on_two_processes_resumes_after_a_kill_and_publishes_full_weights(setup, monkeypatch, capsys):
+@STAGES
+def test_sft_on_two_processes_resumes_after_a_kill_and_publishes_full_weights(setup, monkeypatch, capsys, zero):
+    """Under ZeRO-3 the weights live as shards across the two processes while training; the
+    published checkpoint must still be whole (gathered on save)."""
     root, pairs = setup
     cfg = TrainConfig(max_steps=4, batch_size=2, save_steps=2, logging_steps=1, learning_rate=1e-2,
-                      rejection_sampling=False, deepspeed=ZERO2, num_processes=2)
-    work, out = root / "z2-work", root / "z2-out"
+                      rejection_sampling=False, deepspeed=zero, num_processes=2)
+    tag = zero.rsplit("/", 1)[1].removesuffix(".json")
+    work, out = root / f"{tag}-work", root / f"{tag}-out"
     monkeypatch.setenv(FAULT_ENV, "3")  # both ranks die when step 3 ends, after the step-2 checkpoint
     with pytest.raises(RuntimeError, match="exited with code"):
-        train_sft(root / "base", pairs, root / "z2-first", cfg, LIMITS, work_dir=work)
+        train_sft(root / "base", pairs, root / f"{tag}-first", cfg, LIMITS, work_dir=work)
     assert (work / "checkpoint-2").is_dir()
     assert _streamed_steps(capsys.readouterr().out) == [1, 2]  # once per step: rank 1 logs nothing
     monkeypatch.delenv(FAULT_ENV)
@@ -82,15 +88,16 @@ def test_zero2_sft_on_two_processes_resumes_after_a_kill_and_publishes_full_weig
     assert_full_trained_weights(root / "base", out)
 
 
-def test_zero2_grpo_on_two_processes_publishes_whole_weights(setup, capsys):
-    """Under ZeRO-3, two CPU processes still fail, for GRPO and SFT alike: the batch check of
-    deepspeed.zero.Init (opened by `from_pretrained`) sees a world size of 1 (train_batch_size 4 !=
-    2 * 1 * 1). ZeRO-2 is what is verified here; ZeRO-3 is left open (BENCHMARKS.md, 2026-12-05)."""
+@STAGES
+def test_grpo_on_two_processes_publishes_whole_weights(setup, capsys, zero):
+    """GRPO generates its rollouts from the sharded model under ZeRO-3 (gathered layer by layer);
+    the published weights are whole either way."""
     root, pairs = setup
     cfg = GRPOSettings(max_steps=2, batch_size=2, num_generations=2, max_completion_length=12, learning_rate=1e-2,
-                       logging_steps=1, save_steps=100, deepspeed=ZERO2, num_processes=2)
-    out = root / "z2-grpo"
-    log = train_grpo(root / "base", pairs[:8], out, cfg, LIMITS, work_dir=root / "z2-grpo-work")
+                       logging_steps=1, save_steps=100, deepspeed=zero, num_processes=2)
+    tag = zero.rsplit("/", 1)[1].removesuffix(".json")
+    out = root / f"{tag}-grpo"
+    log = train_grpo(root / "base", pairs[:8], out, cfg, LIMITS, work_dir=root / f"{tag}-grpo-work")
     assert _streamed_steps(capsys.readouterr().out) == [1, 2]
     assert [h["step"] for h in log if "loss" in h] == [1, 2]
     from safetensors.torch import load_file
@@ -105,13 +112,13 @@ def test_zero2_grpo_on_two_processes_publishes_whole_weights(setup, capsys):
 
 def test_two_process_sft_through_dagster_pipes(setup):
     """The asset path: the child of a 2-process DeepSpeed launch opens Pipes on rank 0 only; its logs
-    reach the run and its curve summary becomes the materialization's metadata. (ZeRO-2: under
-    ZeRO-3 two CPU processes fail in deepspeed.zero.Init, see the GRPO test.)"""
+    reach the run and its curve summary becomes the materialization's metadata (ZeRO-3 here, the
+    `gpu` profile's setting)."""
     from persrm_core import launch
 
     root, pairs = setup
     cfg = TrainConfig(max_steps=3, batch_size=2, save_steps=100, logging_steps=1, learning_rate=1e-2,
-                      rejection_sampling=False, deepspeed=ZERO2, num_processes=2)
+                      rejection_sampling=False, deepspeed=ZERO3, num_processes=2)
     out = root / "pipes-sft"
 
     @asset(required_resource_keys={"pipes_subprocess_client"})
