@@ -491,11 +491,12 @@ def sft_checkpoint(s: Settings) -> dict:
     train = with_evidence(s, corpus_pairs(s.paths.corpus / "train.parquet"))
     teacher: dict = {}
     if s.sft.traces == "teacher":
-        from persrm_core.teacher import teacher_traces
+        from persrm_core.teacher import teacher_sample, teacher_traces
 
         if s.generation.backend == "rules":
             raise InputError("params.yaml", "sft.traces is teacher but generation.backend is rules (no LLM)", "sft")
-        kept, stats = teacher_traces(train, generation_backend(s, needed=True), sampling_params(s),
+        asked = teacher_sample(train, s.sft.teacher_pairs, s.sft.seed)
+        kept, stats = teacher_traces(asked, generation_backend(s, needed=True), sampling_params(s),
                                      s.generation.cache, s.render)
         teacher = stats.as_dict()
         if s.sft.teacher_fallback == "offline":  # the rest get the measured offline trace (rejection-sampled)

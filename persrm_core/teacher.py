@@ -10,6 +10,8 @@ verdict that a position bias or a guess produced. The keep rate is reported.
 
 from __future__ import annotations
 
+import random
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +73,15 @@ def teacher_traces(pairs: Sequence[dict], backend: Backend, sampling: SamplingPa
             text = f"{first.rationale}\nScores: A={int(first.scores[0])} B={int(first.scores[1])}\nVerdict: [[{first.choice}]]"
             kept.append({**pair, "trace": text})
     return kept, stats
+
+
+def teacher_sample(pairs: Sequence[dict], n: int, seed: int) -> list[dict]:
+    """At most `n` of the pairs (all when `n` <= 0), a seeded sample kept in their original order:
+    which pairs the teacher is asked about when its requests are the cost (`sft.teacher_pairs`)."""
+    if n <= 0 or n >= len(pairs):
+        return list(pairs)
+    chosen = set(random.Random(seed).sample(range(len(pairs)), n))
+    return [p for k, p in enumerate(pairs) if k in chosen]
 
 
 def with_offline_fallback(pairs: Sequence[dict], taught: Sequence[dict]) -> tuple[list[dict], int]:

@@ -74,6 +74,7 @@ class TrainConfig:
     save_steps: int = 50  # checkpoint every N steps; a re-run after a crash resumes from the last
     traces: str = "offline"  # offline (measured stylometric trace writer) | teacher (an LLM via `generation`)
     teacher_fallback: str = "none"  # with teacher traces: "offline" = pairs the teacher got wrong get an offline trace
+    teacher_pairs: int = 0  # > 0: ask the teacher about at most this many train pairs (a seeded sample)
     launcher: str = "accelerate"  # "accelerate" (own process, `accelerate launch`) or "inprocess"
     accelerate_config: str | None = None  # accelerate config yaml; None = a generated default
     num_processes: int = 1

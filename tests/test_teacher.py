@@ -73,3 +73,15 @@ def test_offline_fallback_keeps_every_pair_in_order_with_the_teachers_traces_whe
     rows = sft_rows(out, RenderLimits(evidence=False))  # the teacher's trace for p2, offline traces for the rest
     assert rows and any(r["completion"][0]["content"] == says("B") for r in rows)
     assert not any("trace" in p for p in pairs)  # the inputs are not changed
+
+
+def test_teacher_sample_is_a_seeded_subset_in_order_and_all_when_unset():
+    from persrm_core.teacher import teacher_sample
+
+    pairs = [pair(f"p{k}", "A") for k in range(10)]
+    assert teacher_sample(pairs, 0, seed=1) == pairs and teacher_sample(pairs, 10, seed=1) == pairs
+    some = teacher_sample(pairs, 4, seed=1)
+    ids = [p["pair_id"] for p in some]
+    assert len(ids) == 4 and ids == sorted(ids, key=lambda i: int(i[1:]))  # original order kept
+    assert some == teacher_sample(pairs, 4, seed=1)  # seeded
+    assert any(teacher_sample(pairs, 4, seed=s) != some for s in range(2, 6))  # and the seed matters
