@@ -6,10 +6,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dagster import DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, Definitions
 
 from assets import ALL_ASSETS, ALL_CHECKS, AUTHORS
 from assets.resources import default_resources
+from orchestration.jobs import ALL_JOBS, data_only_job, eval_only_job, ingest_job, retrain_job
 
 ASSET_KEYS = [a.key.path[-1] for a in ALL_ASSETS]
 RANGE_START_TAG = "dagster/asset_partition_range_start"
@@ -32,6 +33,21 @@ class ChainResult:
 
 
 EPHEMERAL_ENV = "PERSRM_EPHEMERAL_INSTANCE"
+LAUNCHED_BY_CLI = "persrm run"  # the `persrm/launched_by` tag of the runs `run_chain` makes
+
+
+def job_for(keys: list[str]) -> str:
+    """The named job a selection runs as, so its history shows under that job in the UI (never
+    `__ephemeral_asset_job__`): the ingest job for `raw_exemplars`, the data-only or eval-only job
+    when the selection is exactly theirs, else the full-retrain job (a subset of it when partial)."""
+    if keys == ["raw_exemplars"]:
+        return ingest_job.name
+    for job, selected in ((data_only_job, {"synthetic_pairs", "filtered_corpus"}), (eval_only_job, {"eval_report"})):
+        if set(keys) == selected:
+            return job.name
+    if "raw_exemplars" in keys:
+        raise ValueError("raw_exemplars runs on its own (the ingest job), before the rest of a selection")
+    return retrain_job.name
 
 
 def project_instance(root: Path) -> DagsterInstance:
@@ -85,13 +101,16 @@ def run_chain(profile: str | None = None, select: list[str] | None = None, param
     resources = default_resources(profile=profile, params_path=params_path, root=root, progress=progress,
                                   land_incoming=land_incoming)
     instance = project_instance(resources["store"].base(params_path))
-    tags = {"persrm/profile": profile or "default", "persrm/launched_by": "persrm run"}
+    tags = {"persrm/profile": profile or "default", "persrm/launched_by": LAUNCHED_BY_CLI}
     run_config = {"loggers": {"console": {"config": {"log_level": "INFO"}}}}
     out = ChainResult()
+    defs = Definitions(assets=ALL_ASSETS, asset_checks=ALL_CHECKS, jobs=ALL_JOBS, resources=resources)
 
     def _materialize(selection: list[str], **kwargs):
-        result = materialize([*ALL_ASSETS, *ALL_CHECKS], selection=selection, instance=instance,
-                             resources=resources, run_config=run_config, raise_on_error=False, **kwargs)
+        # The selected assets with their checks, run as the named job that holds them.
+        job = defs.resolve_job_def(job_for(selection))
+        result = job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False,
+                                        asset_selection=[AssetKey(k) for k in selection], **kwargs)
         out.results.append(result)
         return result.success
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -37,4 +38,13 @@ def smoke_root(tmp_path_factory) -> Path:
     assert result.success
     root_result = root / "run_result.txt"
     root_result.write_text("\n".join(str(e.event_type_value) for e in result.all_events))
+    (root / "run_jobs.txt").write_text("\n".join(r.dagster_run.job_name for r in result.results))
+    metadata = {}  # asset -> metadata key -> [type of the value, the value where it is a number]
+    for event in result.all_events:
+        if event.is_step_materialization:
+            mat = event.step_materialization_data.materialization
+            metadata[mat.asset_key.path[-1]] = {
+                k: [type(v).__name__, v.value if isinstance(v.value, (int, float)) else None]
+                for k, v in mat.metadata.items()}
+    (root / "run_metadata.json").write_text(json.dumps(metadata, indent=1))
     return root

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from filelock import FileLock
 
 from orchestration.runner import failures, run_chain
@@ -66,6 +67,20 @@ def test_a_second_materialization_of_the_same_asset_is_refused(smoke_root):
         assert (s.paths.corpus / "train.parquet").read_bytes() == before
     result = run_chain(profile="smoke", root=str(smoke_root), select=["filtered_corpus"], progress=False)
     assert result.success
+    assert [r.dagster_run.job_name for r in result.results] == ["persrm_full_retrain"]  # a subset of the named job
+
+
+def test_persrm_run_makes_named_job_runs_never_the_ephemeral_job(smoke_root):
+    """The UI's run history groups `persrm run` (and `dvc repro`) runs under the project's jobs."""
+    from orchestration.runner import job_for
+
+    assert (smoke_root / "run_jobs.txt").read_text().split() == ["persrm_ingest_authors", "persrm_full_retrain"]
+    assert job_for(["raw_exemplars"]) == "persrm_ingest_authors"
+    assert job_for(["filtered_corpus", "synthetic_pairs"]) == "persrm_data_only"
+    assert job_for(["eval_report"]) == "persrm_eval_only"
+    assert job_for(["sft_checkpoint", "rft_checkpoint"]) == "persrm_full_retrain"
+    with pytest.raises(ValueError, match="raw_exemplars runs on its own"):
+        job_for(["raw_exemplars", "eval_report"])
 
 
 def _sha(path: Path) -> str:
