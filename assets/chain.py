@@ -6,12 +6,16 @@ from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
+    AutomationCondition,
     BackfillPolicy,
     BetaWarning,
     DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
     PipesSubprocessClient,
+    TableColumn,
+    TableRecord,
+    TableSchema,
     asset,
 )
 
@@ -32,9 +36,12 @@ from persrm_core import pipeline
 from persrm_core.launch import dagster_pipes
 from persrm_core.locking import artifact_lock
 from persrm_core.redact import redact
-from persrm_core.report import markdown_table
 
 GROUP = "persrm"
+# Every asset below the ingested exemplars rebuilds when its inputs change, once none of them is
+# still being written (`eager` waits for deps in progress and for missing ones). Evaluated only
+# while the `retrain_on_new_exemplars` automation sensor is on (orchestration/sensors.py).
+REBUILD = AutomationCondition.eager()
 
 # One partition per author: exemplars arrive per author over time, and ingesting a newcomer (or an
 # author's new texts) materializes that author's partition only. `persrm run` and the new-exemplars
@@ -68,15 +75,48 @@ def _settings(config, compute: ComputeProfile, store: ArtifactStore, generation:
     return config.apply(generation.apply(s) if generation is not None else s)
 
 
-def _md_table(rows: list[dict]) -> MetadataValue:
-    return MetadataValue.md(markdown_table(rows))
+def _cell(v):
+    return v if v is None or isinstance(v, (str, int, float, bool)) else str(v)
+
+
+def _kind(v) -> str:
+    return "bool" if isinstance(v, bool) else "int" if isinstance(v, int) else \
+        "float" if isinstance(v, float) else "string"
+
+
+def _table(rows: list[dict]) -> MetadataValue:
+    """Rows as a Dagster table (shown as a table in the UI, not Markdown behind a click), each
+    column typed from its first non-empty value."""
+    cols = list(dict.fromkeys(c for r in rows for c in r))
+    schema = TableSchema(columns=[
+        TableColumn(c, next((_kind(r[c]) for r in rows if r.get(c) is not None), "string")) for c in cols])
+    return MetadataValue.table([TableRecord({c: _cell(r.get(c)) for c in cols}) for r in rows], schema=schema)
+
+
+COLUMN_DOCS = {
+    "pair_id": "stable id of the pair", "author_id": "the person the pair is judged for",
+    "prompt": "the opening the two responses continue", "negative_type": "how the rejected response was made",
+    "perturbed_factors": "style factors a rule perturbation changed", "split": "train, eval_seen or eval_unseen",
+    "chosen_source": "text the chosen response comes from", "negative_source": "text or strategy of the rejected one",
+    "exemplar_sources": "texts the exemplars come from", "exemplars": "the author's own texts shown to the judge",
+    "label": "A or B: which response the author wrote", "response_a": "first response shown",
+    "response_b": "second response shown",
+}
+
+
+def _column_schema(parquet: Path) -> TableSchema:
+    """The columns of a published parquet file as Dagster's column schema (read from the file)."""
+    import polars as pl
+
+    return TableSchema(columns=[TableColumn(name, str(dtype), description=COLUMN_DOCS.get(name, ""))
+                                for name, dtype in pl.scan_parquet(parquet).collect_schema().items()])
 
 
 def _checkpoint_result(out: dict, curve_key: str) -> MaterializeResult:
     """A training stage's summary as metadata, its curve as a table, its checkpoint as a path."""
     curve = out.pop("curve")
     return MaterializeResult(metadata={
-        **out, f"{curve_key}_curve": _md_table([{"step": a, curve_key: b} for a, b in curve]),
+        **out, f"{curve_key}_curve": _table([{"step": a, curve_key: b} for a, b in curve]),
         "path": MetadataValue.path(out["checkpoint"])})
 
 
@@ -101,13 +141,13 @@ def raw_exemplars(context: AssetExecutionContext, config: RawExemplarsConfig, co
                             f"{', '.join(out['not_ingested'])}; materialize their partitions")
     return MaterializeResult(metadata={
         "ingested_texts": out["ingested_texts"], "landed_files": sum(len(v) for v in out["landed"].values()),
-        "union_texts": out["texts"], "union_authors": out["authors"],
+        "union_texts": out["texts"], "dagster/row_count": out["texts"], "union_authors": out["authors"],
         "not_ingested": MetadataValue.json(out["not_ingested"]),
-        "per_author": _md_table(out["per_author"]),
+        "per_author": _table(out["per_author"]),
         "path": MetadataValue.path(str(s.paths.exemplars)), "profile": s.profile})
 
 
-@asset(group_name=GROUP, code_version=code_version("synthetic_pairs"),
+@asset(group_name=GROUP, code_version=code_version("synthetic_pairs"), automation_condition=REBUILD,
        deps=[raw_exemplars], kinds={"python", "parquet"},
        description="Synthetic preference pairs: the author's continuation vs cross-author, rule-perturbed, "
                    "lexicon-swapped (and LLM) negatives. Each author's own-text pairs are kept in a shard and "
@@ -127,17 +167,18 @@ def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig
     return MaterializeResult(metadata={
         "pairs": out["pairs"], "dagster/row_count": out["pairs"], "label_A_share": out["label_A_share"],
         "backend": out["backend"],
-        "pairs_by_author": _md_table([{"author": a, "pairs": n} for a, n in out["pairs_by_author"].items()]
+        "pairs_by_author": _table([{"author": a, "pairs": n} for a, n in out["pairs_by_author"].items()]
                                      + [{"author": a, "pairs": 0} for a in out["authors_without_pairs"]]),
         "authors_without_pairs": MetadataValue.json(out["authors_without_pairs"]),
         "authors_rebuilt": MetadataValue.json(rebuilt), "authors_reused": len(reused),
         "cross_author_rebuilt": out["cross_author_rebuilt"],
         "llm_outputs_refused": MetadataValue.json(out["llm_outputs_refused"]),
         "by_negative_type": MetadataValue.json(out["by_negative_type"]),
-        "by_split": MetadataValue.json(out["by_split"]), "path": MetadataValue.path(str(s.paths.pairs))})
+        "by_split": MetadataValue.json(out["by_split"]), "path": MetadataValue.path(str(s.paths.pairs)),
+        "dagster/column_schema": _column_schema(s.paths.pairs)})
 
 
-@asset(group_name=GROUP, code_version=code_version("filtered_corpus"),
+@asset(group_name=GROUP, code_version=code_version("filtered_corpus"), automation_condition=REBUILD,
        deps=[synthetic_pairs], kinds={"duckdb", "polars", "parquet"},
        description="Quality-gated pairs split into train and eval (unseen texts, unseen authors) with no shared text.")
 def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig, compute: ComputeProfile,
@@ -147,13 +188,15 @@ def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig
         out = redact(pipeline.filtered_corpus(s))
     splits = [{"split": k, **v} for k, v in out["splits"].items()]
     return MaterializeResult(metadata={
-        "rules": _md_table(out["rules"]), "splits": _md_table(splits), "stats": MetadataValue.json(out["stats"]),
+        "rules": _table(out["rules"]), "splits": _table(splits), "stats": MetadataValue.json(out["stats"]),
         "train_pairs": out["splits"]["train"]["pairs"],
         "eval_pairs": out["splits"]["eval_seen"]["pairs"] + out["splits"]["eval_unseen"]["pairs"],
+        "dagster/row_count": sum(v["pairs"] for v in out["splits"].values()),
+        "dagster/column_schema": _column_schema(s.paths.corpus / "train.parquet"),
         "path": MetadataValue.path(str(s.paths.corpus))})
 
 
-@asset(group_name=GROUP, code_version=code_version("style_encoder"),
+@asset(group_name=GROUP, code_version=code_version("style_encoder"), automation_condition=REBUILD,
        deps=[filtered_corpus], kinds={"pytorch", "sentence-transformers"},
        description="The style encoder: the bundled MiniLM fine-tuned contrastively on the training split's authors "
                    "(less any calibration authors), published as a sentence-transformers folder.")
@@ -168,11 +211,11 @@ def style_encoder(context: AssetExecutionContext, config: StyleEncoderConfig, co
     return MaterializeResult(metadata={
         **{k: v for k, v in out.items() if k not in ("path", "calibration_authors")},
         "calibration_authors": MetadataValue.json(out["calibration_authors"]),
-        "loss_curve": _md_table([{"step": a, "loss": b} for a, b in curve[:: max(1, len(curve) // 30)]]),
+        "loss_curve": _table([{"step": a, "loss": b} for a, b in curve[:: max(1, len(curve) // 30)]]),
         "path": MetadataValue.path(out["path"])})
 
 
-@asset(group_name=GROUP, code_version=code_version("evidence_model"),
+@asset(group_name=GROUP, code_version=code_version("evidence_model"), automation_condition=REBUILD,
        deps=[filtered_corpus, style_encoder], kinds={"python", "numpy"},
        description="The evidence the judge reads: IDF tables fitted on the training corpus, the style encoder, "
                    "and the `combined` weights of the style signals fitted on the train pairs of `evidence.fit_negative_types` "
@@ -184,14 +227,14 @@ def evidence_model(context: AssetExecutionContext, config: EvidenceModelConfig, 
         out = redact(pipeline.evidence_model(s, progress=compute.progress))
     context.log.info(f"combined weights {out['weights']}; fit accuracy {out['fit_accuracy']} on {out['fit_pairs']} pairs")
     return MaterializeResult(metadata={
-        "weights": _md_table([{"signal": k, "weight": v} for k, v in out["weights"].items()]),
+        "weights": _table([{"signal": k, "weight": v} for k, v in out["weights"].items()]),
         "fit_accuracy": out["fit_accuracy"], "fit_pairs": out["fit_pairs"], "idf_texts": out["idf_texts"],
         "fit_authors": MetadataValue.json(out["fit_authors"]),
         "fit_accuracy_by_negative_type": MetadataValue.json(out["fit_accuracy_by_negative_type"]),
         "path": MetadataValue.path(out["path"])})
 
 
-@asset(group_name=GROUP, code_version=code_version("base_model"),
+@asset(group_name=GROUP, code_version=code_version("base_model"), automation_condition=REBUILD,
        deps=[filtered_corpus, evidence_model], kinds={"pytorch"},
        description="The base LM: `tiny` (tokenizer trained on train text + random Qwen2) or a hub id/path.")
 def base_model(context: AssetExecutionContext, config: BaseModelConfig, compute: ComputeProfile,
@@ -202,7 +245,7 @@ def base_model(context: AssetExecutionContext, config: BaseModelConfig, compute:
     return MaterializeResult(metadata={k: v for k, v in out.items()})
 
 
-@asset(group_name=GROUP, code_version=code_version("sft_checkpoint"),
+@asset(group_name=GROUP, code_version=code_version("sft_checkpoint"), automation_condition=REBUILD,
        deps=[filtered_corpus, evidence_model, base_model], kinds={"pytorch"},
        description="TRL SFT of the judge on offline-written reasoning traces (loss on the completion only).")
 def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: ComputeProfile,
@@ -213,7 +256,7 @@ def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: C
     return _checkpoint_result(out, "loss")
 
 
-@asset(group_name=GROUP, code_version=code_version("rft_checkpoint"),
+@asset(group_name=GROUP, code_version=code_version("rft_checkpoint"), automation_condition=REBUILD,
        deps=[sft_checkpoint], kinds={"pytorch"},
        description="TRL GRPO from the SFT checkpoint with the verifiable verdict reward.")
 def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, compute: ComputeProfile,
@@ -224,7 +267,7 @@ def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, compute: C
     return _checkpoint_result(out, "reward")
 
 
-@asset(group_name=GROUP, code_version=code_version("scalar_rm"),
+@asset(group_name=GROUP, code_version=code_version("scalar_rm"), automation_condition=REBUILD,
        deps=[filtered_corpus, base_model], kinds={"pytorch"},
        description="Baseline: a scalar Bradley-Terry reward model (TRL RewardTrainer) on the same train split.")
 def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, compute: ComputeProfile,
@@ -235,7 +278,7 @@ def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, compute: C
     return _checkpoint_result(out, "loss")
 
 
-@asset(group_name=GROUP, code_version=code_version("eval_report"),
+@asset(group_name=GROUP, code_version=code_version("eval_report"), automation_condition=REBUILD,
        deps=[rft_checkpoint, sft_checkpoint, base_model, filtered_corpus, scalar_rm, evidence_model],
        kinds={"python"},
        description="Base, SFT, RFT and baselines judged on the eval split: metrics.json, report.md, report.html.")
@@ -251,7 +294,7 @@ def eval_report(context: AssetExecutionContext, config: EvalReportConfig, comput
     plot = Path(out["files"]["accuracy"])
     image = f"![accuracy](data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()})"
     return MaterializeResult(metadata={
-        "headline": MetadataValue.md(markdown_table(out["headline"])),
+        "headline": _table(out["headline"]),
         "accuracy_plot": MetadataValue.md(image),
         "by_exemplar_count": MetadataValue.json(out["metrics"].get("by_exemplar_count", {})),
         **{f"accuracy_{name}": m["accuracy"] for name, m in judges.items()},

@@ -8,7 +8,7 @@ from assets import ALL_ASSETS, ALL_CHECKS
 from assets.resources import default_resources
 from orchestration.jobs import ALL_JOBS
 from orchestration.schedules import weekly_full_retrain
-from orchestration.sensors import new_exemplars_sensor, record_run_failures, retrain_after_ingest
+from orchestration.sensors import new_exemplars_sensor, record_run_failures, retrain_on_new_exemplars
 from persrm_core.redact import install_log_redaction
 
 install_log_redaction()  # no secret from the environment reaches a log line
@@ -18,6 +18,6 @@ defs = Definitions(
     asset_checks=ALL_CHECKS,
     jobs=ALL_JOBS,
     schedules=[weekly_full_retrain],
-    sensors=[new_exemplars_sensor, retrain_after_ingest, record_run_failures],
+    sensors=[new_exemplars_sensor, retrain_on_new_exemplars, record_run_failures],
     resources=default_resources(),
 )

@@ -1,11 +1,11 @@
 """Sensors: ingest the authors whose texts land in the incoming folder, retrain once those ingests
-are done, and record every failed run of this code location as one JSON line.
+are done (Declarative Automation), and record every failed run of this code location as one JSON line.
 
 Adding data is per author, the Dagster way: `raw_exemplars` has one partition per author.
 `new_exemplars_sensor` watches `incoming/<author>/*.txt`; for new or changed files it registers a
 newcomer's partition and requests one `persrm_ingest_authors` run per affected author, which lands
-the files in `data/raw/<author>/` and re-ingests that author alone. `retrain_after_ingest` then
-requests one `persrm_full_retrain` when the last of those ingest runs has succeeded."""
+the files in `data/raw/<author>/` and re-ingests that author alone. `retrain_on_new_exemplars`
+then requests the chain below `raw_exemplars` once no ingest is still in progress."""
 
 from __future__ import annotations
 
@@ -15,30 +15,26 @@ import json
 from pathlib import Path
 
 from dagster import (
-    AssetKey,
-    DagsterRunStatus,
+    AssetSelection,
+    AutomationConditionSensorDefinition,
     DefaultSensorStatus,
     RunFailureSensorContext,
     RunRequest,
-    RunsFilter,
-    RunStatusSensorContext,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
     run_failure_sensor,
-    run_status_sensor,
     sensor,
 )
 
 from assets import AUTHORS
 from assets.resources import DEFAULT_INCOMING, INCOMING_ENV, ArtifactStore
-from orchestration.jobs import ingest_job, retrain_job
-from orchestration.schedules import FULL_RETRAIN_JOB, INGEST_JOB, automation_tags, current_profile, profile_run_config
+from orchestration.jobs import ingest_job
+from orchestration.schedules import INGEST_JOB, automation_tags, current_profile, profile_run_config
 from persrm_core.config import default_params_path
 
 FAILURE_LOG = "data/reports/run_failures.jsonl"
 WATCHED_SUFFIXES = (".txt",)
-_BUSY = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.STARTED]
 
 
 def project_dir() -> Path:
@@ -154,28 +150,22 @@ def new_exemplars_sensor(context: SensorEvaluationContext, store: ArtifactStore)
                         dynamic_partitions_requests=[AUTHORS.build_add_request(newcomers)] if newcomers else None)
 
 
-@run_status_sensor(
-    name="retrain_after_ingest",
-    run_status=DagsterRunStatus.SUCCESS,
-    monitored_jobs=[ingest_job],
-    request_job=retrain_job,
+# Declarative Automation, as Dagster recommends for "rebuild downstream when upstream changes":
+# every asset below the ingested exemplars carries `AutomationCondition.eager()` (assets/chain.py),
+# and this sensor evaluates those conditions. When an author's ingest updates `raw_exemplars`,
+# the whole chain below it is requested in one run, once, after no ingest is still in progress
+# (eager waits for deps in progress); a chain already rebuilt since (e.g. by `persrm run`) is
+# not requested again.
+retrain_on_new_exemplars = AutomationConditionSensorDefinition(
+    "retrain_on_new_exemplars",
+    target=AssetSelection.all() - AssetSelection.assets("raw_exemplars"),
     default_status=DefaultSensorStatus.STOPPED,
-    description=f"When a {INGEST_JOB} run succeeds and no other ingest run is queued or running, requests one "
-                f"{FULL_RETRAIN_JOB} on that run's profile (the last of several ingests triggers it, once).",
+    minimum_interval_seconds=60,
+    run_tags=automation_tags(current_profile(), "retrain_on_new_exemplars"),
+    description=f"Declarative Automation: when {INGEST_JOB} runs have updated raw_exemplars and none is still "
+                "in progress, requests the assets below it (pairs -> corpus -> ... -> eval report) in one run, "
+                "on the params file's profile.",
 )
-def retrain_after_ingest(context: RunStatusSensorContext):
-    busy = context.instance.get_run_records(RunsFilter(job_name=INGEST_JOB, statuses=_BUSY), limit=1)
-    if busy:
-        return SkipReason(f"{INGEST_JOB} run {busy[0].dagster_run.run_id} is still going; the last ingest to "
-                          "finish requests the retrain")
-    latest = context.instance.fetch_materializations(AssetKey("raw_exemplars"), limit=1).records
-    if not latest:
-        return SkipReason("raw_exemplars has no materialization to retrain on")
-    run = context.dagster_run
-    profile = run.tags.get("persrm/profile") or current_profile()
-    # Keyed by the newest ingest: ingests finishing together request one retrain, not one each.
-    return RunRequest(run_key=f"retrain-after-ingest-{latest[0].storage_id}", run_config=profile_run_config(profile),
-                      tags={**automation_tags(profile, "retrain_after_ingest"), "persrm/after_ingest_run": run.run_id})
 
 
 def _root_message(error) -> str:

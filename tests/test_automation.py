@@ -1,5 +1,5 @@
-"""Jobs, the weekly schedule, the per-author new-exemplars sensor, the retrain-after-ingest sensor
-and the run-failure recorder, evaluated with Dagster's test utilities against a copy of params.yaml
+"""Jobs, the weekly schedule, the per-author new-exemplars sensor, the Declarative Automation that
+retrains after ingests and the run-failure recorder, evaluated with Dagster's test utilities against a copy of params.yaml
 in tmp_path (the repo's data/ is never touched)."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from dagster import (
     DagsterInstance,
-    DagsterRunStatus,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     build_run_status_sensor_context,
@@ -26,7 +25,7 @@ from orchestration import sensors
 from orchestration.definitions import defs
 from orchestration.schedules import build_weekly_retrain_schedule
 from assets.resources import ArtifactStore
-from orchestration.sensors import new_exemplars_sensor, record_run_failures, retrain_after_ingest
+from orchestration.sensors import new_exemplars_sensor, record_run_failures
 
 REPO = Path(__file__).resolve().parent.parent
 FULL = "persrm_full_retrain"
@@ -89,7 +88,13 @@ def test_automation_is_registered_and_off_by_default():
     sensor = defs.resolve_sensor_def("new_exemplars_sensor")
     assert sensor.job_name == INGEST and sensor.minimum_interval_seconds == 60
     assert sensor.default_status == DefaultSensorStatus.STOPPED
-    assert defs.resolve_sensor_def("retrain_after_ingest").default_status == DefaultSensorStatus.STOPPED
+    retrain = defs.resolve_sensor_def("retrain_on_new_exemplars")
+    assert retrain.default_status == DefaultSensorStatus.STOPPED
+    below = {k.path[-1] for k in retrain.asset_selection.resolve(defs.resolve_asset_graph())}
+    assert below == _keys(FULL)  # everything below the ingested exemplars, each with an automation condition
+    graph = defs.resolve_asset_graph()
+    assert all(graph.get(k).automation_condition is not None for k in graph.get_all_asset_keys()
+               if k.path[-1] in below)
     assert defs.resolve_sensor_def("record_run_failures").default_status == DefaultSensorStatus.RUNNING
 
 
@@ -203,19 +208,20 @@ def _ingest(instance, author: str, request=None):
         tags=request.tags if request else None, raise_on_error=False)
 
 
-def _retrain_tick(instance, result):
-    context = build_run_status_sensor_context(
-        sensor_name="retrain_after_ingest", dagster_instance=instance, dagster_run=result.dagster_run,
-        dagster_event=result.get_run_success_event())
-    return retrain_after_ingest(context)
+def _automation(instance, cursor=None):
+    """One evaluation of the assets' automation conditions (what `retrain_on_new_exemplars` does a tick):
+    the asset names requested, and the cursor for the next one."""
+    from dagster import evaluate_automation_conditions
+
+    result = evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+    requested = {r.key.path[-1] for r in result.results if r.true_subset.size}
+    return requested, result.cursor
 
 
 def test_a_new_author_in_incoming_is_ingested_alone_then_one_retrain_is_requested(incoming, project, instance):
     """The whole arrival path with Dagster's own objects: sensor tick -> partition added -> ingest run
-    of that author only -> retrain request. Nobody else's shard is rewritten."""
-    from dagster import RunRequest, SkipReason
-    from dagster._core.test_utils import create_run_for_test
-
+    of that author only -> the automation conditions request the chain below. Nobody else's shard is
+    rewritten."""
     for author in ("terse_engineer", "teen_texter", "formal_academic"):
         shutil.copytree(REPO / "data" / "raw" / author, project / "data" / "raw" / author)
     instance.add_dynamic_partitions("authors", ["formal_academic", "teen_texter", "terse_engineer"])
@@ -224,6 +230,13 @@ def test_a_new_author_in_incoming_is_ingested_alone_then_one_retrain_is_requeste
     shards = project / "data" / "exemplars" / "authors"
     before = {p.name: p.stat().st_mtime_ns for p in shards.iterdir()}
     assert len(before) == 3
+    # The chain below was built from those three (recorded here instead of trained): nothing to do.
+    from dagster import AssetMaterialization
+
+    for name in sorted(_keys(FULL)):
+        instance.report_runless_asset_event(AssetMaterialization(name))
+    requested, cursor = _automation(instance)
+    assert requested == set(), requested
 
     (incoming / "zed").mkdir()
     for i, f in enumerate(sorted((REPO / "data" / "raw" / "terse_engineer").glob("*.txt"))[:5]):
@@ -241,13 +254,10 @@ def test_a_new_author_in_incoming_is_ingested_alone_then_one_retrain_is_requeste
     union = (project / "data" / "exemplars" / "exemplars.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(union) == 3 * 26 + 5 and sum('"zed"' in line for line in union) == 5
 
-    retrain = _retrain_tick(instance, result)
-    assert isinstance(retrain, RunRequest) and retrain.run_key.startswith("retrain-after-ingest-")
-    assert retrain.tags["persrm/after_ingest_run"] == result.run_id
-    validate_run_config(defs.resolve_job_def(FULL), retrain.run_config)
-    # another ingest still running: the last one to finish requests the retrain, not this one
-    create_run_for_test(instance, job_name=INGEST, status=DagsterRunStatus.STARTED)
-    assert isinstance(_retrain_tick(instance, result), SkipReason)
+    # A newcomer's ingest updated raw_exemplars: the whole chain below is requested, in one evaluation.
+    requested, cursor = _automation(instance, cursor)
+    assert requested == _keys(FULL), requested
+    assert _automation(instance, cursor)[0] == set()  # requested once, not on every tick
 
 
 def test_a_bad_incoming_file_fails_the_authors_ingest_and_lands_nothing(incoming, project):

@@ -81,6 +81,26 @@ def test_metrics_json_reports_every_judge(smoke_root):
             "completions_mean_length"} <= set(rft[-1])
 
 
+def test_data_assets_carry_row_counts_column_schemas_and_tables(smoke_root):
+    """What the Dagster UI shows: row counts and column schemas on the data assets (read from the
+    published files), tables as Dagster tables rather than Markdown."""
+    import polars as pl
+
+    meta = json.loads((smoke_root / "run_metadata.json").read_text())
+    union = (smoke_root / "data/exemplars/exemplars.jsonl").read_text(encoding="utf-8").splitlines()
+    assert meta["raw_exemplars"]["dagster/row_count"] == ["IntMetadataValue", len(union)]
+    pairs = pl.read_parquet(smoke_root / "data/pairs/pairs.parquet")
+    assert meta["synthetic_pairs"]["dagster/row_count"][1] == pairs.height
+    corpus = sum(pl.read_parquet(f).height for f in (smoke_root / "data/corpus").glob("*.parquet"))
+    assert meta["filtered_corpus"]["dagster/row_count"][1] == corpus
+    for asset in ("synthetic_pairs", "filtered_corpus"):
+        assert meta[asset]["dagster/column_schema"][0] == "TableSchemaMetadataValue"
+    assert meta["synthetic_pairs"]["pairs_by_author"][0] == "TableMetadataValue"
+    assert meta["filtered_corpus"]["rules"][0] == meta["eval_report"]["headline"][0] == "TableMetadataValue"
+    assert not [(a, k) for a, m in meta.items() for k, (kind, _) in m.items() if kind == "MarkdownMetadataValue"
+                and k != "accuracy_plot"]  # the plot is the one Markdown entry (an inline image)
+
+
 def test_the_learned_evidence_is_published_and_travels_with_each_checkpoint(smoke_root):
     from persrm_core.signals import EvidenceModel
 
