@@ -266,6 +266,14 @@ def _check_choices(merged: dict, params_path: Path) -> None:
         value = (merged.get(section) or {}).get(key)
         if value is not None and value not in allowed:
             raise InputError(params_path, f"{value!r} is not one of {', '.join(allowed)}", f"{section}.{key}")
+    from persrm_core.training import REPORTERS
+
+    for section in ("sft", "rft"):
+        value = (merged.get(section) or {}).get("report_to") or "none"
+        names = [value] if isinstance(value, str) else value
+        if unknown := [n for n in names if n != "none" and n not in REPORTERS]:
+            raise InputError(params_path, f"{unknown} is not among none, {', '.join(REPORTERS)}",
+                             f"{section}.report_to")
     judges = (merged.get("eval") or {}).get("without_evidence") or []
     if unknown := [j for j in judges if j not in ("base", "sft", "rft")]:
         raise InputError(params_path, f"{unknown} read no evidence; only base, sft and rft can be judged without it",

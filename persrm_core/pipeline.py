@@ -510,7 +510,7 @@ def sft_checkpoint(s: Settings) -> dict:
                                "the rest on offline traces)")
     with atomic_dir(s.paths.sft) as tmp:
         # Checkpoints live beside the target, outside the atomic temp dir, so a killed run resumes.
-        log = train_sft(base_model_ref(s), train, tmp, s.sft, s.render, work_dir=_work_dir(s.paths.sft))
+        log = train_sft(base_model_ref(s), train, tmp, _logged(s, s.sft), s.render, work_dir=_work_dir(s.paths.sft))
         _clean_trainer_files(tmp)
         publish_evidence(s, tmp)
     kept = next((h for h in log if "trace_keep_rate" in h), {})
@@ -524,7 +524,7 @@ def rft_checkpoint(s: Settings) -> dict:
 
     train = rft_curriculum(with_evidence(s, corpus_pairs(s.paths.corpus / "train.parquet")), s.seed)
     with atomic_dir(s.paths.rft) as tmp:
-        log = train_grpo(str(s.paths.sft), train, tmp, s.rft, s.render, work_dir=_work_dir(s.paths.rft))
+        log = train_grpo(str(s.paths.sft), train, tmp, _logged(s, s.rft), s.render, work_dir=_work_dir(s.paths.rft))
         _clean_trainer_files(tmp)
         publish_evidence(s, tmp)
     return {"checkpoint": str(s.paths.rft), "rft_pairs": len(train),
@@ -552,6 +552,18 @@ def rft_curriculum(pairs: list[dict], seed: int, easy_share: float = 0.25) -> li
     easy = [p for p in pairs if not hard(p)]
     random.Random(seed).shuffle(easy)
     return hard_pairs + easy[: int(len(hard_pairs) * easy_share)]
+
+
+def _logged(s: Settings, cfg):
+    """A training section with its log folder: `logging_dir` as set, else data/reports/tensorboard
+    (beside the eval report) when an integration such as TensorBoard is on."""
+    import dataclasses
+
+    from persrm_core.training import reporters
+
+    if cfg.logging_dir or not reporters(cfg):
+        return cfg
+    return dataclasses.replace(cfg, logging_dir=str(s.paths.report.parent / "tensorboard"))
 
 
 def _work_dir(target: Path) -> Path:
@@ -620,7 +632,7 @@ def real_author_eval_pairs(s: Settings) -> tuple[list[Pair], str | None]:
 def eval_report(s: Settings) -> dict:
     from persrm_core.judge import GenerationSettings, ModelJudge, baseline_judge
     from persrm_core.metrics import judge_metrics
-    from persrm_core.report import NO_EVIDENCE, headline_rows, write_report
+    from persrm_core.report import NO_EVIDENCE, headline_rows, pick_examples, write_report
 
     pairs, splits = eval_pairs(s)
     real, real_skipped = real_author_eval_pairs(s)
@@ -670,7 +682,7 @@ def eval_report(s: Settings) -> dict:
     for stage, path in (("sft", s.paths.sft), ("rft", s.paths.rft)):
         log_file = path / "training_log.json"
         curves[stage] = json.loads(log_file.read_text()) if log_file.exists() else []
-    examples = _examples(pairs, judgments.get("rft", []), s.eval.examples)
+    examples = pick_examples(pairs, judgments.get("rft", []), s.eval.examples, "rft")
     with atomic_dir(s.paths.report) as tmp:
         files = write_report(tmp, metrics, curves, examples)
         write_jsonl(tmp / "judgments.jsonl",
@@ -740,9 +752,3 @@ def scalar_rm(s: Settings) -> dict:
             **_curve_summary(log, ("loss", "accuracy")), "curve": _points(log, "loss")}
 
 
-def _examples(pairs: list[Pair], judgments: list[dict], n: int) -> list[dict]:
-    right = [(p, j) for p, j in zip(pairs, judgments) if j["choice"] == p.label]
-    wrong = [(p, j) for p, j in zip(pairs, judgments) if j["choice"] != p.label]
-    picked = right[: (n + 1) // 2] + wrong[: n // 2]
-    return [{"pair_id": p.pair_id, "judge": "rft", "label": p.label, "choice": j["choice"],
-             "rationale": j["rationale"]} for p, j in picked]

@@ -36,7 +36,7 @@ LAUNCHERS = ("accelerate", "inprocess")
 VLLM_MODES = ("colocate", "server")
 # Settings that choose where training runs but not what it computes: left out of the work-dir
 # fingerprint, so a run started in-process resumes under `accelerate launch` and back.
-LAUNCH_ONLY_FIELDS = ("launcher",)
+LAUNCH_ONLY_FIELDS = ("launcher", "report_to", "logging_dir")  # where it runs and logs, not what it computes
 
 
 @dataclass
@@ -85,6 +85,8 @@ class TrainConfig:
     packing: bool = False
     max_traces: int = 0  # > 0: train on at most this many traces (a seeded sample after rejection sampling)
     both_orders: bool = True  # each pair's trace in both A/B orders: the verdict follows the evidence, not a side
+    report_to: str | list[str] = "none"  # training-log integrations: none | tensorboard (offline) | wandb | mlflow ...
+    logging_dir: str | None = None  # where they write; None = beside the checkpoints (the pipeline sets a folder)
 
 
 @dataclass
@@ -113,6 +115,32 @@ class GRPOSettings:
     lora_alpha: int = 16
     lora_dropout: float = 0.05
     lora_target_modules: str | list[str] = "all-linear"
+    report_to: str | list[str] = "none"
+    logging_dir: str | None = None
+
+
+# report_to names and the packages that provide them (any one of them will do)
+REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",), "mlflow": ("mlflow",),
+             "trackio": ("trackio",), "comet_ml": ("comet_ml",), "clearml": ("clearml",), "dvclive": ("dvclive",)}
+
+
+def reporters(cfg: TrainConfig | GRPOSettings) -> list[str]:
+    """The `report_to` integrations as a list ([] for "none")."""
+    names = [cfg.report_to] if isinstance(cfg.report_to, str) else list(cfg.report_to)
+    return [n for n in names if n != "none"]
+
+
+def _report_setup(cfg: TrainConfig | GRPOSettings, stage: str) -> list[str] | str:
+    """The TrainingArguments `report_to`; with TensorBoard, its log folder: one subfolder a run
+    under `logging_dir` (transformers reads it from TENSORBOARD_LOGGING_DIR)."""
+    names = reporters(cfg)
+    if "tensorboard" in names and cfg.logging_dir:
+        import time
+
+        run = Path(cfg.logging_dir) / f"{stage}-{time.strftime('%Y%m%d-%H%M%S')}"
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(run)
+        print(f"{stage}: TensorBoard logs in {run} (tensorboard --logdir {cfg.logging_dir})", flush=True)
+    return names or "none"
 
 
 def check_settings(cfg: TrainConfig | GRPOSettings) -> None:
@@ -127,6 +155,14 @@ def check_settings(cfg: TrainConfig | GRPOSettings) -> None:
         raise ValueError("num_processes > 1 needs launcher='accelerate'")
     if isinstance(cfg, GRPOSettings) and cfg.vllm_mode not in VLLM_MODES:
         raise ValueError(f"vllm_mode must be one of {VLLM_MODES}, not {cfg.vllm_mode!r}")
+    import importlib.util
+
+    for name in reporters(cfg):
+        if name not in REPORTERS:
+            raise ValueError(f"report_to: {name!r} is not one of none, {', '.join(REPORTERS)}")
+        if not any(importlib.util.find_spec(m) for m in REPORTERS[name]):
+            raise ValueError(f"report_to: {name} needs the {REPORTERS[name][0]} package, which is not installed "
+                             f"(pip install {REPORTERS[name][0]})")
 
 
 def _has_cuda() -> bool:
@@ -382,7 +418,7 @@ def sft_trainer(model_dir: str | Path, train_pairs: list[dict], cfg: TrainConfig
         # sequences kept apart by their position ids), so prompts stay out of the loss.
         completion_only_loss=True, packing=cfg.packing, logging_steps=cfg.logging_steps,
         save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=1,
-        report_to="none", seed=cfg.seed, use_cpu=not _has_cuda(), bf16=cfg.bf16,
+        report_to=_report_setup(cfg, "sft"), seed=cfg.seed, use_cpu=not _has_cuda(), bf16=cfg.bf16,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=cfg.weight_decay,
         deepspeed=cfg.deepspeed,
     )
@@ -420,7 +456,7 @@ def run_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path
         per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
         logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=1, report_to="none", seed=cfg.seed,
+        save_total_limit=1, report_to=_report_setup(cfg, "rft"), seed=cfg.seed,
         use_cpu=not _has_cuda(), bf16=cfg.bf16, use_vllm=cfg.use_vllm,
         vllm_mode=cfg.vllm_mode, deepspeed=cfg.deepspeed, log_completions=False,
         # accuracy and invalid rate ride along at weight 0: logged as curves, no part of the reward

@@ -181,6 +181,7 @@ def test_run_answers_a_bad_profile_in_one_line_before_dagster_starts(capsys, tmp
     (("    num_exemplars: 3\n", "    num_exemplars: 3.5\n"), "synthesis.num_exemplars"),
     (("    teacher_fallback: none", "    teacher_fallback: offlne"), "sft.teacher_fallback: 'offlne' is not one of"),
     (("    without_evidence: []", "    without_evidence: [ngram]"), "eval.without_evidence: ['ngram']"),
+    (("    report_to: none  # training logs", "    report_to: tensorbord  # training logs"), "sft.report_to: ['tensorbord']"),
 ])
 def test_a_config_typo_or_wrong_type_is_one_line_before_anything_runs(tmp_path, capsys, edit, named):
     text = (REPO / "params.yaml").read_text()

@@ -122,6 +122,37 @@ def test_lora_publishes_a_merged_plain_model_that_changed(setup):
     assert torch.equal(b["model.embed_tokens.weight"], t["model.embed_tokens.weight"])  # not a target
 
 
+def test_report_to_tensorboard_writes_the_curves_offline(setup, monkeypatch, capsys):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    root, pairs = setup
+    monkeypatch.setenv("TENSORBOARD_LOGGING_DIR", "restored-after-the-test")
+    cfg = _cfg(max_steps=2, save_steps=100, launcher="inprocess", report_to="tensorboard",
+               logging_dir=str(root / "tb"))
+    train_sft(root / "base", pairs, root / "tb-out", cfg, LIMITS, work_dir=root / "tb-work")
+    [run] = (root / "tb").iterdir()
+    assert run.name.startswith("sft-") and f"TensorBoard logs in {run}" in capsys.readouterr().out
+    events = EventAccumulator(str(run))
+    events.Reload()
+    loss = events.Scalars("train/loss")
+    assert [e.step for e in loss] == [1, 2] and all(e.value > 0 for e in loss)
+
+
+def test_a_report_to_whose_package_is_missing_is_one_clear_error(monkeypatch):
+    import importlib.util
+
+    from persrm_core.training import check_settings
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda n, *a: None if n in ("tensorboard", "tensorboardX") else real(n, *a))
+    with pytest.raises(ValueError, match=r"report_to: tensorboard needs the tensorboard package.*pip install"):
+        check_settings(_cfg(report_to=["tensorboard"]))
+    with pytest.raises(ValueError, match="'tensorbord' is not one of"):
+        check_settings(GRPOSettings(report_to="tensorbord"))
+    check_settings(_cfg(report_to="none"))
+
+
 def test_packing_keeps_the_loss_on_completions_and_trains(setup):
     import math
 
