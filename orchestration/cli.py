@@ -174,7 +174,7 @@ def _dispatch(args) -> int:
 
     from persrm_core.judge import baseline_judge
     from persrm_core.metrics import judge_metrics
-    from persrm_core.report import write_report
+    from persrm_core.report import pick_examples, write_report
 
     # The pipeline's evaluation on the user's pairs: every baseline of the profile that needs no
     # training of its own (scalar_rm is a checkpoint of the chain), `combined` where fitted evidence
@@ -189,8 +189,7 @@ def _dispatch(args) -> int:
     metrics = {"judges": {n: judge_metrics(pairs, j) for n, j in judges.items()},
                "settings": {"pairs": str(args.pairs), "model": args.model, "both_orders": both_orders,
                             "evidence": str(fitted) if fitted else None, "profile": s.profile}}
-    examples = [{"pair_id": p.pair_id, "judge": name, "label": p.label, "choice": j["choice"],
-                 "rationale": j["rationale"]} for p, j in list(zip(pairs, judgments))[:4]]
+    examples = pick_examples(pairs, judgments, 4, name)
     with atomic_dir(args.out) as tmp:
         write_report(tmp, metrics, {}, examples, title=f"PersRM evaluation of {args.model or args.baseline}",
                      split=f"{Path(args.pairs).name} ({len(pairs)} pairs)")

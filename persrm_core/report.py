@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import shutil
 from pathlib import Path
 
 from persrm_core.atomic import write_json, write_text
@@ -181,14 +182,23 @@ def _plot_judge_bars(judges: dict, path: Path, title: str) -> Path:
     acc = [judges[n]["accuracy"] for n in names]
     ci = [judges[n].get("accuracy_ci95") or [a, a] for n, a in zip(names, acc)]
     err = [[a - c[0] for a, c in zip(acc, ci)], [c[1] - a for a, c in zip(acc, ci)]]
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.62 * len(names)), 4.0))
     colors = ["#4C72B0" if is_model_judge(n) else "#999999" for n in names]
     ax.bar(names, acc, yerr=err, capsize=4, color=colors)
     ax.axhline(0.5, ls="--", c="k", lw=0.8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy (invalid = wrong)")
-    ax.set_title(title)
+    _slanted_names(ax)
+    ax.set_title(title + "\n(blue: trained judges, grey: baselines)", fontsize=10)
     return _save(fig, path)
+
+
+def _slanted_names(ax) -> None:
+    """Judge names under bars, slanted so long ones (rft_no_evidence) never run into each other."""
+    ax.tick_params(axis="x", labelrotation=35, labelsize=8)
+    for label in ax.get_xticklabels():
+        label.set_horizontalalignment("right")
+        label.set_rotation_mode("anchor")
 
 
 def plot_accuracy(metrics: dict, path: Path) -> Path:
@@ -216,15 +226,18 @@ def plot_by_type(metrics: dict, path: Path) -> Path:
 
     names = list(metrics["judges"])
     types = sorted({t for m in metrics["judges"].values() for t in m["by_negative_type"]})
-    fig, ax = plt.subplots(figsize=(7, 3.6))
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.75 * len(names) + 2), 4.0))
     width = 0.8 / max(len(types), 1)
     for k, t in enumerate(types):
         xs = [i + k * width for i in range(len(names))]
         ax.bar(xs, [metrics["judges"][n]["by_negative_type"].get(t, 0) for n in names], width, label=t)
     ax.set_xticks([i + width * (len(types) - 1) / 2 for i in range(len(names))], names)
+    _slanted_names(ax)
     ax.axhline(0.5, ls="--", c="k", lw=0.8)
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=8)
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), title="negative type",
+              title_fontsize=8)  # beside the axes: it never covers a bar
     ax.set_title("Accuracy by negative type")
     return _save(fig, path)
 
@@ -248,6 +261,78 @@ def plot_by_exemplar_count(metrics: dict, path: Path) -> Path | None:
     ax.legend(fontsize=8)
     ax.set_title("Accuracy by number of exemplars")
     return _save(fig, path)
+
+
+def _cut(text: str, words: int) -> str:
+    parts = str(text).split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+
+
+def pick_examples(pairs: list, judgments: list[dict], n: int, judge: str) -> list[dict]:
+    """Up to `n` judgments to show, about half right and half wrong, each from a different author
+    where there are enough (one author's pairs after another's otherwise): the exemplars and the
+    responses cut for reading, the scores, the label and the choice."""
+    def author_spread(items):
+        by_author: dict[str, list] = {}
+        for item in items:
+            by_author.setdefault(item[0].author_id, []).append(item)
+        queues, out = list(by_author.values()), []
+        while any(queues):
+            out += [q.pop(0) for q in queues if q]
+        return out
+
+    done = [(p, j) for p, j in zip(pairs, judgments) if p.label is not None]
+    right = author_spread([(p, j) for p, j in done if j["choice"] == p.label])
+    wrong = author_spread([(p, j) for p, j in done if j["choice"] != p.label])
+    k = min(len(wrong), n // 2)
+    picked = right[: n - k] + wrong[:k]
+    if len(picked) < n:  # too few right ones: more wrong ones
+        picked += wrong[k: k + n - len(picked)]
+    return [{"pair_id": p.pair_id, "author_id": p.author_id, "judge": judge, "label": p.label,
+             "choice": j["choice"], "scores": j.get("scores"), "rationale": j.get("rationale") or "",
+             "exemplars": [_cut(e, 40) for e in list(p.exemplars)[:2]], "prompt": _cut(p.prompt, 30),
+             "response_a": _cut(p.response_a, 60), "response_b": _cut(p.response_b, 60)} for p, j in picked]
+
+
+def _example_md(ex: dict) -> list[str]:
+    verdict = "right" if ex["choice"] == ex["label"] else "wrong"
+    scores = f", scores A={ex['scores'][0]:g} B={ex['scores'][1]:g}" if ex.get("scores") else ""
+    out = [f"### {ex['pair_id']}: author {ex.get('author_id', '?')}, {ex['judge']} chose {ex['choice']}, "
+           f"label {ex['label']} ({verdict}{scores})", ""]
+    out += [f"> exemplar {i + 1}: {e}" for i, e in enumerate(ex.get("exemplars", []))]
+    if "prompt" in ex:
+        out += ["", f"Prompt: {ex['prompt']}", "", f"**A:** {ex['response_a']}", "", f"**B:** {ex['response_b']}"]
+    return out + ["", "```", ex["rationale"], "```", ""]
+
+
+def _example_html(ex: dict) -> str:
+    verdict = "right" if ex["choice"] == ex["label"] else "wrong"
+    scores = f", scores A={ex['scores'][0]:g} B={ex['scores'][1]:g}" if ex.get("scores") else ""
+    e = html.escape
+    out = [f"<h3>{e(ex['pair_id'])}: author {e(str(ex.get('author_id', '?')))}, {e(ex['judge'])} chose "
+           f"{e(str(ex['choice']))}, label {e(str(ex['label']))} ({verdict}{scores})</h3>"]
+    out += [f"<blockquote>exemplar {i + 1}: {e(x)}</blockquote>" for i, x in enumerate(ex.get("exemplars", []))]
+    if "prompt" in ex:
+        out += [f"<p>Prompt: {e(ex['prompt'])}</p><p><b>A:</b> {e(ex['response_a'])}</p>"
+                f"<p><b>B:</b> {e(ex['response_b'])}</p>"]
+    return "".join(out) + f"<pre>{e(ex['rationale'])}</pre>"
+
+
+def judge_scores(metrics: dict) -> dict[str, dict]:
+    """One small record a judge, the numbers `dvc metrics show` and `dvc metrics diff` print (one
+    row a judge, a few columns): accuracy and format-valid rate on the eval split, and on the real
+    authors (all, random other author, topic-matched) where that section ran. Written under scores/."""
+    real = (metrics.get("real_authors") or {}).get("judges") or {}
+    out = {}
+    for name in dict.fromkeys([*metrics["judges"], *real]):
+        m, r = metrics["judges"].get(name), real.get(name)
+        row = {"eval_accuracy": m["accuracy"], "eval_format_valid": m["format_valid_rate"]} if m else {}
+        if r:
+            by = r.get("by_negative_type") or {}
+            row |= {"real_accuracy": r["accuracy"], "real_random_other": by.get("cross_author_random"),
+                    "real_topic_matched": by.get("cross_author_topic")}
+        out[name] = {k: v for k, v in row.items() if v is not None}
+    return out
 
 
 def plot_data(metrics: dict, curves: dict[str, list[dict]]) -> dict[str, list[dict]]:
@@ -282,10 +367,29 @@ def plot_curves(curves: dict[str, list[dict]], path: Path) -> Path | None:
         ax.axis("off")
     for ax, (stage, key, title) in zip(axes.flat, panels):
         pts = [(h["step"], h[key]) for h in curves[stage] if key in h and "step" in h]
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".")
-        ax.set_title(title)
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        ax.plot(xs, ys, marker=".", alpha=0.45 if len(pts) >= SMOOTH_FROM else 1.0, label="logged")
+        if len(pts) >= SMOOTH_FROM:  # a few rollouts a step: the raw curve is noise, the trend is the EMA
+            ax.plot(xs, smoothed(ys), lw=2, label="EMA 0.6")
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.02, 0.03, f"{len(pts)} logged steps: too few to read a trend", transform=ax.transAxes,
+                    fontsize=7, color="#555555")
+        ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
     return _save(fig, path)
+
+
+SMOOTH_FROM = 8  # logged points from which a curve gets its smoothed trend
+
+
+def smoothed(values: list[float], weight: float = 0.6) -> list[float]:
+    """TensorBoard-style exponential moving average, debiased so the first points are not pulled to 0."""
+    out, ema = [], 0.0
+    for k, v in enumerate(values, 1):
+        ema = weight * ema + (1 - weight) * v
+        out.append(ema / (1 - weight ** k))
+    return out
 
 
 def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict]],
@@ -309,6 +413,10 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
     write_json(out / "metrics.json", metrics)
     for name, records in plot_data(metrics, curves).items():
         write_json(out / "plots" / f"{name}.json", records)
+    if (out / "scores").is_dir():
+        shutil.rmtree(out / "scores")  # a judge no longer evaluated leaves no stale row
+    for name, row in judge_scores(metrics).items():
+        write_json(out / "scores" / f"{name}.json", row)
     rows = headline_rows(metrics)
     by_type = [{"judge": n, **m["by_negative_type"]} for n, m in metrics["judges"].items()]
     by_split = [{"judge": n, **m["by_split"]} for n, m in metrics["judges"].items() if m["by_split"]]
@@ -333,13 +441,12 @@ def write_report(out_dir: str | Path, metrics: dict, curves: dict[str, list[dict
         md += ["## Training curves", "", "![curves](training_curves.png)", ""]
     md += ["## Example judgments", ""]
     for ex in examples:
-        md += [f"### {ex['pair_id']} ({ex['judge']}, label {ex['label']}, chose {ex['choice']}: "
-               f"{'right' if ex['choice'] == ex['label'] else 'wrong'})", "", "```", ex["rationale"], "```", ""]
+        md += _example_md(ex)
     md += ["", f"Dataset and settings: {metrics.get('settings', {})}"]
     write_text(out / "report.md", "\n".join(md) + "\n")
     write_text(out / "report.html", _html(title, metrics, rows, by_type, by_split, plots, examples, lead, split))
-    return {"metrics": out / "metrics.json", "report_md": out / "report.md", "report_html": out / "report.html",
-            **plots}
+    return {"metrics": out / "metrics.json", "scores": out / "scores", "report_md": out / "report.md",
+            "report_html": out / "report.html", **plots}
 
 
 def exemplar_count_rows(metrics: dict) -> list[dict]:
@@ -383,10 +490,7 @@ def _html(title, metrics, rows, by_type, by_split, plots, examples, lead=(), spl
     if "training_curves" in plots:
         parts += ["<h2>Training curves</h2>", _img(plots["training_curves"])]
     parts.append("<h2>Example judgments</h2>")
-    for ex in examples:
-        verdict = "right" if ex["choice"] == ex["label"] else "wrong"
-        parts.append(f"<h3>{html.escape(ex['pair_id'])} ({ex['judge']}, label {ex['label']}, chose "
-                     f"{ex['choice']}: {verdict})</h3><pre>{html.escape(ex['rationale'])}</pre>")
+    parts += [_example_html(ex) for ex in examples]
     parts.append(f"<p>Dataset and settings: {html.escape(str(metrics.get('settings', {})))}</p>")
     parts.append("</body></html>")
     return "\n".join(parts)

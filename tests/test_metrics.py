@@ -128,3 +128,30 @@ def test_report_sentences_compare_judges_without_evidence_and_explain_the_smoke_
     assert "smoke profile" in said and "0.000" in said
     metrics["settings"]["profile"] = "default"
     assert "smoke profile" not in " ".join(verdict_sentences(metrics))
+
+
+def test_report_examples_spread_over_authors_right_and_wrong_with_what_was_judged():
+    from persrm_core.report import _example_md, pick_examples
+
+    long = " ".join(f"w{i}" for i in range(100))
+    pairs = [Pair(f"p{a}{k}", f"author{a}", [long, "second", "third"], "a prompt", long, "short b", "A", None)
+             for a in range(3) for k in range(3)]
+    chosen = ["A", "B", "A", "A", "A", "B", "A", "A", "A"]  # right except p01 and p12
+    js = [{"pair_id": p.pair_id, "choice": c, "scores": [7.0, 3.0], "rationale": "weighed"}
+          for p, c in zip(pairs, chosen)]
+    ex = pick_examples(pairs, js, 4, "rft")
+    assert [e["pair_id"] for e in ex] == ["p00", "p10", "p01", "p12"]  # two right (two authors), two wrong
+    assert ex[0]["exemplars"] == [" ".join(f"w{i}" for i in range(40)) + " ...", "second"]
+    assert ex[0]["response_a"].endswith(" ...") and ex[0]["response_b"] == "short b"
+    md = "\n".join(_example_md(ex[2]))
+    assert "author author0, rft chose B, label A (wrong, scores A=7 B=3)" in md
+    assert "> exemplar 1: w0 w1" in md and "**A:** w0" in md and "**B:** short b" in md
+    assert len(pick_examples(pairs, js, 20, "rft")) == 9  # no more than there are
+
+
+def test_smoothed_is_a_debiased_ema():
+    from persrm_core.report import smoothed
+
+    assert smoothed([1.0, 1.0, 1.0]) == pytest.approx([1.0, 1.0, 1.0])  # no pull towards 0 at the start
+    out = smoothed([0.0, 1.0] * 10)
+    assert max(out[5:]) - min(out[5:]) < 0.5 < 1.0  # the zig-zag's swing shrinks
