@@ -53,11 +53,23 @@ def test_dvc_repro_builds_the_chain_then_is_up_to_date(tmp_path):
 
     shown = subprocess.run([str(DVC), "metrics", "show", "--json"], cwd=work, env=env, capture_output=True,
                            text=True, check=True)
-    assert "judges" in shown.stdout
+    [files] = [v["data"] for v in json.loads(shown.stdout).values()]
+    rft = files["data/reports/eval/scores/rft.json"]["data"]  # one row a judge, a few columns
+    assert rft["eval_accuracy"] == metrics["judges"]["rft"]["accuracy"] and len(rft) <= 5
+    assert set(files) >= {f"data/reports/eval/scores/{name}.json" for name in metrics["judges"]}
+    table = subprocess.run([str(DVC), "metrics", "show"], cwd=work, env=env, capture_output=True, text=True,
+                           check=True).stdout
+    assert max(len(line) for line in table.splitlines()) < 160, table  # it reads in a terminal
     plots = subprocess.run([str(DVC), "plots", "show", "--json"], cwd=work, env=env, capture_output=True, text=True)
     assert plots.returncode == 0, plots.stderr[-2000:]
     for name in ("accuracy.json", "by_exemplar_count.json", "sft_curve.json", "rft_curve.json"):
         assert name in plots.stdout
+    page = subprocess.run([str(DVC), "plots", "show", "-o", str(tmp_path / "plots")], cwd=work, env=env,
+                          capture_output=True, text=True)
+    assert page.returncode == 0, page.stderr[-2000:]
+    html = (tmp_path / "plots" / "index.html").read_text()
+    assert "cdn.jsdelivr" not in html and "vegaEmbed(" in html  # offline: the libraries are inline
+    assert all(name in html for name in ("accuracy.json", "sft_curve.json"))
 
     # An eval-only change reruns only the eval stage, through `dvc exp run -S` (an experiment).
     subprocess.run(["git", "add", "-A"], cwd=work, check=True)
@@ -97,3 +109,41 @@ def test_each_stage_tracks_exactly_the_params_sections_it_reads():
         assert not extra, (stage, sorted(extra))
         assert dvc["stages"][stage]["cmd"] == "${run} " + stage  # one asset, through Dagster
     assert dvc["vars"][0]["run"].endswith("persrm run --no-incoming --select")  # repro reads data/raw only
+
+
+DVC_PYTHON = REPO / ".tools" / "uv" / "dvc" / "bin" / "python"
+
+
+def test_params_yaml_is_in_the_form_dvc_writes_back(tmp_path):
+    """`dvc exp run -S key=value` rewrites params.yaml with DVC's own YAML writer: the file is kept in
+    that form, so a set value changes its own line and nothing else (comments and layout stay)."""
+    import difflib
+
+    copy = tmp_path / "params.yaml"
+    shutil.copy(REPO / "params.yaml", copy)
+    script = ("import sys\nfrom dvc.utils.serialize import modify_yaml\n"
+              "with modify_yaml(sys.argv[1]) as d:\n"
+              "    d['profiles']['smoke']['eval']['max_pairs'] = 6\n"
+              "    d['defaults']['sft']['learning_rate'] = 0.003\n")
+    subprocess.run([str(DVC_PYTHON), "-c", script, str(copy)], check=True)
+    before, after = (REPO / "params.yaml").read_text().splitlines(), copy.read_text().splitlines()
+    changed = [line for line in difflib.unified_diff(before, after, lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    assert sorted(changed) == ["+      max_pairs: 6", "+    learning_rate: 0.003",
+                               "-      max_pairs: 12", "-    learning_rate: 0.002"], changed
+
+
+def test_dvc_plots_show_works_offline(tmp_path):
+    """The project's HTML template carries vega, vega-lite and vega-embed inline: the page DVC writes
+    loads nothing from a CDN."""
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(REPO / ".dvc" / "config")
+    template = (REPO / ".dvc" / config["plots"]["html_template"].strip()).resolve()
+    page = template.read_text()
+    assert "{plot_divs}" in page and "{scripts}" not in page  # DVC's CDN script tags have no place to go
+    assert "http://" not in page.split("<html>", 1)[1].split("<script", 1)[0]
+    for lib in ("vega 5.20.2", "vega-lite 5.2.0", "vega-embed 6.18.2"):
+        assert f"/* {lib} */" in page
+    assert "cdn.jsdelivr" not in page and "src=\"http" not in page
