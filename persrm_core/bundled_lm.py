@@ -78,27 +78,42 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
+LOCK_WAIT_S = 900.0  # how long a process waits for another one converting the same model
+
+
 def bundled_model_dir(name: str, cache: Path | None = None, progress: bool = True) -> Path:
     """The Hugging Face folder of bundled model `name`, converting it on first use."""
-    from filelock import FileLock
-
-    from persrm_core.atomic import atomic_dir
+    from filelock import FileLock, Timeout
 
     src = gguf_path(name)
     fp = _fingerprint(src)
     out = (cache or model_cache()) / f"{name}-{fp}"
     if _complete(out, fp):
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out.parent / f".{out.name}.lock"), timeout=900):  # waits: another process may be converting
-        if _complete(out, fp):  # converted by another process while this one waited
-            return out
-        if progress:
-            print(f"converting the bundled {name} ({src.name}, {src.stat().st_size / 1e6:.0f} MB) once into {out}",
-                  flush=True)
-        with atomic_dir(out) as tmp:
-            convert_gguf(src, tmp)
-            (tmp / MARKER).write_text(json.dumps({"name": name, "source": str(src), "fingerprint": fp}, indent=2))
+    lock = out.parent / f".{out.name}.lock"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock), timeout=LOCK_WAIT_S):  # waits: another process may be converting
+            return _convert_once(name, src, fp, out, progress)
+    except Timeout:
+        raise InputError(lock, f"waited {LOCK_WAIT_S:g} s for another process converting {name}; if none is "
+                               "running, delete this lock file") from None
+    except PermissionError as exc:
+        raise InputError(out.parent, f"the model cache is not writable ({exc.strerror}); set PERSRM_MODEL_CACHE "
+                                     "to a writable folder") from None
+
+
+def _convert_once(name: str, src: Path, fp: str, out: Path, progress: bool) -> Path:
+    from persrm_core.atomic import atomic_dir
+
+    if _complete(out, fp):  # converted by another process while this one waited
+        return out
+    if progress:
+        print(f"converting the bundled {name} ({src.name}, {src.stat().st_size / 1e6:.0f} MB) once into {out}",
+              flush=True)
+    with atomic_dir(out) as tmp:
+        convert_gguf(src, tmp)
+        (tmp / MARKER).write_text(json.dumps({"name": name, "source": str(src), "fingerprint": fp}, indent=2))
     return out
 
 

@@ -61,6 +61,24 @@ def test_the_bundled_model_converts_once_into_a_plain_folder(smol):
                                                              add_generation_prompt=True, tokenize=False)
 
 
+def test_a_cached_conversion_is_reused_and_a_stuck_converter_is_one_clear_error(smol, tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    import persrm_core.bundled_lm as bundled
+
+    def no_second_conversion(*_):
+        raise AssertionError("converted again")
+
+    monkeypatch.setattr(bundled, "convert_gguf", no_second_conversion)
+    assert bundled_model_dir(NAME) == smol  # the cached folder, not converted again
+    monkeypatch.setattr(bundled, "LOCK_WAIT_S", 0.2)
+    fp = smol.name.rsplit("-", 1)[1]
+    with FileLock(str(tmp_path / f".{NAME}-{fp}.lock")):  # another process is converting into this cache
+        with pytest.raises(InputError, match="waited 0.2 s for another process converting"):
+            bundled_model_dir(NAME, cache=tmp_path, progress=False)
+    assert not (tmp_path / f"{NAME}-{fp}").exists()
+
+
 def test_a_missing_wheel_or_a_corrupt_file_is_one_clear_error(tmp_path, monkeypatch):
     import importlib.util
 
