@@ -12,6 +12,7 @@ from dagster import (
     DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
+    PathMetadataValue,
     PipesSubprocessClient,
     TableColumn,
     TableRecord,
@@ -33,6 +34,7 @@ from assets.configs import (
 )
 from assets.resources import ArtifactStore, ComputeProfile, GenerationBackend
 from persrm_core import pipeline
+from persrm_core.config import default_params_path
 from persrm_core.launch import dagster_pipes
 from persrm_core.locking import artifact_lock
 from persrm_core.redact import redact
@@ -112,10 +114,35 @@ def _column_schema(parquet: Path) -> TableSchema:
                                 for name, dtype in pl.scan_parquet(parquet).collect_schema().items()])
 
 
-def _checkpoint_result(out: dict, curve_key: str) -> MaterializeResult:
+def project_dir(compute: ComputeProfile) -> Path:
+    """The project a run belongs to: the directory of its params.yaml."""
+    return Path(compute.params_path or default_params_path()).resolve().parent
+
+
+def _relative(value, project: Path):
+    """A path (plain string or path metadata) inside the project, written relative to it, so the UI
+    shows `data/models/sft` rather than one machine's absolute checkout; paths outside the project
+    (a test's or a user's own store root) stay absolute, as they must to be found."""
+    text = value.path if isinstance(value, PathMetadataValue) else value
+    if not isinstance(text, str) or not text.startswith("/"):
+        return value
+    path = Path(text)
+    if not path.is_relative_to(project):
+        return value
+    rel = str(path.relative_to(project)) or "."
+    return MetadataValue.path(rel) if isinstance(value, PathMetadataValue) else rel
+
+
+def _result(compute: ComputeProfile, metadata: dict) -> MaterializeResult:
+    """An asset's materialization, with the paths in its metadata relative to the project."""
+    project = project_dir(compute)
+    return MaterializeResult(metadata={k: _relative(v, project) for k, v in metadata.items()})
+
+
+def _checkpoint_result(compute: ComputeProfile, out: dict, curve_key: str) -> MaterializeResult:
     """A training stage's summary as metadata, its curve as a table, its checkpoint as a path."""
     curve = out.pop("curve")
-    return MaterializeResult(metadata={
+    return _result(compute, {
         **out, f"{curve_key}_curve": _table([{"step": a, curve_key: b} for a, b in curve]),
         "path": MetadataValue.path(out["checkpoint"])})
 
@@ -139,7 +166,7 @@ def raw_exemplars(context: AssetExecutionContext, config: RawExemplarsConfig, co
     if out["not_ingested"]:
         context.log.warning(f"authors in {s.paths.raw} not ingested yet (left out of the union): "
                             f"{', '.join(out['not_ingested'])}; materialize their partitions")
-    return MaterializeResult(metadata={
+    return _result(compute, {
         "ingested_texts": out["ingested_texts"], "landed_files": sum(len(v) for v in out["landed"].values()),
         "union_texts": out["texts"], "dagster/row_count": out["texts"], "union_authors": out["authors"],
         "not_ingested": MetadataValue.json(out["not_ingested"]),
@@ -164,7 +191,7 @@ def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig
                      "pairs recomputed over the whole pool")
     for author, why in out["authors_without_pairs"].items():
         context.log.warning(f"author {author} was ingested but yields no pairs: {why}")
-    return MaterializeResult(metadata={
+    return _result(compute, {
         "pairs": out["pairs"], "dagster/row_count": out["pairs"], "label_A_share": out["label_A_share"],
         "backend": out["backend"],
         "pairs_by_author": _table([{"author": a, "pairs": n} for a, n in out["pairs_by_author"].items()]
@@ -187,7 +214,7 @@ def filtered_corpus(context: AssetExecutionContext, config: FilteredCorpusConfig
     with artifact_lock(s.paths.corpus):
         out = redact(pipeline.filtered_corpus(s))
     splits = [{"split": k, **v} for k, v in out["splits"].items()]
-    return MaterializeResult(metadata={
+    return _result(compute, {
         "rules": _table(out["rules"]), "splits": _table(splits), "stats": MetadataValue.json(out["stats"]),
         "train_pairs": out["splits"]["train"]["pairs"],
         "eval_pairs": out["splits"]["eval_seen"]["pairs"] + out["splits"]["eval_unseen"]["pairs"],
@@ -208,7 +235,7 @@ def style_encoder(context: AssetExecutionContext, config: StyleEncoderConfig, co
     curve = out.pop("curve")
     context.log.info(f"style encoder: held-out same-author accuracy {out['heldout_same_author_accuracy_before']} "
                      f"-> {out['heldout_same_author_accuracy']} after {out['steps']} steps on {out['authors']} authors")
-    return MaterializeResult(metadata={
+    return _result(compute, {
         **{k: v for k, v in out.items() if k not in ("path", "calibration_authors")},
         "calibration_authors": MetadataValue.json(out["calibration_authors"]),
         "loss_curve": _table([{"step": a, "loss": b} for a, b in curve[:: max(1, len(curve) // 30)]]),
@@ -226,7 +253,7 @@ def evidence_model(context: AssetExecutionContext, config: EvidenceModelConfig, 
     with artifact_lock(s.paths.evidence):
         out = redact(pipeline.evidence_model(s, progress=compute.progress))
     context.log.info(f"combined weights {out['weights']}; fit accuracy {out['fit_accuracy']} on {out['fit_pairs']} pairs")
-    return MaterializeResult(metadata={
+    return _result(compute, {
         "weights": _table([{"signal": k, "weight": v} for k, v in out["weights"].items()]),
         "fit_accuracy": out["fit_accuracy"], "fit_pairs": out["fit_pairs"], "idf_texts": out["idf_texts"],
         "fit_authors": MetadataValue.json(out["fit_authors"]),
@@ -242,7 +269,7 @@ def base_model(context: AssetExecutionContext, config: BaseModelConfig, compute:
     s = _settings(config, compute, store)
     with artifact_lock(s.paths.base_model):
         out = redact(pipeline.base_model(s))
-    return MaterializeResult(metadata={k: v for k, v in out.items()})
+    return _result(compute, dict(out))
 
 
 @asset(group_name=GROUP, code_version=code_version("sft_checkpoint"), automation_condition=REBUILD,
@@ -253,7 +280,7 @@ def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: C
     s = _settings(config, compute, store)
     with artifact_lock(s.paths.sft), dagster_pipes(context, PipesSubprocessClient()):
         out = redact(pipeline.sft_checkpoint(s))
-    return _checkpoint_result(out, "loss")
+    return _checkpoint_result(compute, out, "loss")
 
 
 @asset(group_name=GROUP, code_version=code_version("rft_checkpoint"), automation_condition=REBUILD,
@@ -264,7 +291,7 @@ def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, compute: C
     s = _settings(config, compute, store)
     with artifact_lock(s.paths.rft), dagster_pipes(context, PipesSubprocessClient()):
         out = redact(pipeline.rft_checkpoint(s))
-    return _checkpoint_result(out, "reward")
+    return _checkpoint_result(compute, out, "reward")
 
 
 @asset(group_name=GROUP, code_version=code_version("scalar_rm"), automation_condition=REBUILD,
@@ -275,7 +302,7 @@ def scalar_rm(context: AssetExecutionContext, config: ScalarRMConfig, compute: C
     s = _settings(config, compute, store)
     with artifact_lock(s.paths.scalar_rm):
         out = redact(pipeline.scalar_rm(s))
-    return _checkpoint_result(out, "loss")
+    return _checkpoint_result(compute, out, "loss")
 
 
 @asset(group_name=GROUP, code_version=code_version("eval_report"), automation_condition=REBUILD,
@@ -293,7 +320,7 @@ def eval_report(context: AssetExecutionContext, config: EvalReportConfig, comput
     judges = out["metrics"]["judges"]
     plot = Path(out["files"]["accuracy"])
     image = f"![accuracy](data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()})"
-    return MaterializeResult(metadata={
+    return _result(compute, {
         "headline": _table(out["headline"]),
         "accuracy_plot": MetadataValue.md(image),
         "by_exemplar_count": MetadataValue.json(out["metrics"].get("by_exemplar_count", {})),

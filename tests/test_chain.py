@@ -4,9 +4,13 @@ artifact at the contract path, and the trained judge differs from the base it st
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import polars as pl
 from safetensors.torch import load_file
+
+REPO = Path(__file__).resolve().parent.parent
 
 CONTRACT_FILES = [
     "data/exemplars/exemplars.jsonl",
@@ -99,6 +103,33 @@ def test_data_assets_carry_row_counts_column_schemas_and_tables(smoke_root):
     assert meta["filtered_corpus"]["rules"][0] == meta["eval_report"]["headline"][0] == "TableMetadataValue"
     assert not [(a, k) for a, m in meta.items() for k, (kind, _) in m.items() if kind == "MarkdownMetadataValue"
                 and k != "accuracy_plot"]  # the plot is the one Markdown entry (an inline image)
+
+
+def test_metadata_paths_are_relative_to_the_project(tmp_path):
+    """A project's own artifacts show in the UI as `data/...`, not one machine's absolute checkout;
+    an artifact outside the project (another store root) keeps its absolute path."""
+    from dagster import PathMetadataValue
+
+    from orchestration.runner import run_chain
+
+    project = tmp_path / "project"
+    shutil.copytree(REPO / "data" / "raw", project / "data" / "raw")
+    shutil.copy(REPO / "params.yaml", project / "params.yaml")
+    result = run_chain(profile="smoke", select=["raw_exemplars"], params_path=str(project / "params.yaml"),
+                       progress=False)
+    assert result.success
+    metadata = [e.step_materialization_data.materialization.metadata
+                for r in result.results for e in r.all_events if e.is_step_materialization]
+    assert metadata and all(isinstance(m["path"], PathMetadataValue) for m in metadata)
+    assert {m["path"].path for m in metadata} == {"data/exemplars/exemplars.jsonl"}
+    assert not [v for m in metadata for v in m.values() if str(project) in str(getattr(v, "value", v))]
+    assert (project / "data" / "exemplars" / "exemplars.jsonl").is_file()
+
+    from assets.chain import _relative
+
+    assert _relative("/elsewhere/data/pairs", project) == "/elsewhere/data/pairs"
+    assert _relative(str(project / "data" / "pairs"), project) == "data/pairs"
+    assert _relative("a note, not a path", project) == "a note, not a path"
 
 
 def test_the_learned_evidence_is_published_and_travels_with_each_checkpoint(smoke_root):
