@@ -106,6 +106,26 @@ COLUMN_DOCS = {
 }
 
 
+# The Dagster UI shows a Markdown entry inline only while it is shorter than this; a longer one (an
+# image as a data URL) sits behind "[Show Markdown]".
+INLINE_MARKDOWN_CHARS = 1000
+
+
+def text_bars(values: dict[str, float | None], width: int = 24) -> str:
+    """Accuracies as a bar chart in text (a Markdown code block), short enough for the Dagster UI to
+    draw inline on the asset page; a judge without a figure shows "n/a"."""
+    name_w = max((len(n) for n in values), default=0)
+    lines = []
+    for name, v in sorted(values.items(), key=lambda kv: 1.0 if kv[1] is None else -kv[1]):
+        if v is None:
+            lines.append(f"{name:<{name_w}} {'':<{width}}  n/a")
+            continue
+        eighths = round(max(0.0, min(1.0, v)) * width * 8)
+        bar = "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+        lines.append(f"{name:<{name_w}} {bar:<{width}}  {v:.3f}")
+    return "```\n" + "\n".join(lines) + "\n```"
+
+
 def _column_schema(parquet: Path) -> TableSchema:
     """The columns of a published parquet file as Dagster's column schema (read from the file)."""
     import polars as pl
@@ -320,8 +340,13 @@ def eval_report(context: AssetExecutionContext, config: EvalReportConfig, comput
     judges = out["metrics"]["judges"]
     plot = Path(out["files"]["accuracy"])
     image = f"![accuracy](data:image/png;base64,{base64.b64encode(plot.read_bytes()).decode()})"
+    accuracies = {name: m["accuracy"] for name, m in judges.items()}
+    bars = text_bars(accuracies)
     return _result(compute, {
         "headline": _table(out["headline"]),
+        # The numbers at a glance on the asset page (inline), the full figure one click away.
+        "accuracy": MetadataValue.md(bars) if len(bars) < INLINE_MARKDOWN_CHARS else _table(
+            [{"judge": k, "accuracy": v} for k, v in accuracies.items()]),
         "accuracy_plot": MetadataValue.md(image),
         "by_exemplar_count": MetadataValue.json(out["metrics"].get("by_exemplar_count", {})),
         **{f"accuracy_{name}": m["accuracy"] for name, m in judges.items()},

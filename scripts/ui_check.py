@@ -1,7 +1,7 @@
 """`make ui-check`: start `dagster dev` on a free loopback port against the project's DAGSTER_HOME,
 make sure `eval_report` has a materialization to show, and take headless-Chromium screenshots of the
-asset graph, the per-author partitions of raw_exemplars and the eval_report asset page into
-data/reports/ui/.
+asset graph, the per-author partitions of raw_exemplars and the synthetic_pairs, sft_checkpoint and
+eval_report asset pages into data/reports/ui/.
 
 If the project's instance has no materialization of eval_report yet (or with --materialize), the smoke
 profile is run first through GraphQL (the bundled authors registered as partitions of raw_exemplars and
@@ -157,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
             ("raw_exemplars_partitions", f"{server.url}/assets/raw_exemplars?view=partitions&partition=terse_engineer",
              ["raw_exemplars", "terse_engineer"]),
             ("eval_report", f"{server.url}/assets/eval_report", ["eval_report", "accuracy_rft"]),
+            # The metadata a user's trial asked for: pairs per author as a table, the column schema,
+            # row counts, and training metrics shown by name (not masked by the secret redactor).
+            ("synthetic_pairs", f"{server.url}/assets/synthetic_pairs", ["synthetic_pairs", "pairs_by_author"]),
+            ("sft_checkpoint", f"{server.url}/assets/sft_checkpoint",
+             ["sft_checkpoint", "mean_token_accuracy_last"]),
         ]
         for name, url, expected in pages:
             png = out / f"{name}.png"
@@ -164,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.monotonic()
             text = dom_text(chromium(browser, url, args.budget_ms))
             missing = [w for w in expected if w not in text]
+            if "***" in text:
+                raise DagsterUIError(f"{url} shows a redacted value (***): a metric masked as a secret?")
             if missing or "Join the Dagster community" in text:
                 raise DagsterUIError(f"{url} rendered without {missing} or behind a prompt "
                                      "(a spinner, an error, the community pop-up?); "

@@ -102,7 +102,22 @@ def test_data_assets_carry_row_counts_column_schemas_and_tables(smoke_root):
     assert meta["synthetic_pairs"]["pairs_by_author"][0] == "TableMetadataValue"
     assert meta["filtered_corpus"]["rules"][0] == meta["eval_report"]["headline"][0] == "TableMetadataValue"
     assert not [(a, k) for a, m in meta.items() for k, (kind, _) in m.items() if kind == "MarkdownMetadataValue"
-                and k != "accuracy_plot"]  # the plot is the one Markdown entry (an inline image)
+                and k not in ("accuracy", "accuracy_plot")]  # the plots are the only Markdown entries
+    assert meta["eval_report"]["accuracy"][0] == "MarkdownMetadataValue"  # short enough to show inline
+
+
+def test_the_accuracy_bars_are_drawn_to_scale_best_first():
+    from assets.chain import INLINE_MARKDOWN_CHARS, text_bars
+
+    chart = text_bars({"sft": 0.5, "rft": 1.0, "random": 0.25, "format_invalid": None}, width=8)
+    lines = chart.splitlines()
+    assert lines[0] == lines[-1] == "```"
+    assert [line.split()[0] for line in lines[1:-1]] == ["rft", "sft", "random", "format_invalid"]
+    assert lines[1].count("█") == 8 and lines[2].count("█") == 4 and lines[3].count("█") == 2
+    assert lines[1].endswith("1.000") and lines[4].endswith("n/a")
+    assert "▌" in text_bars({"x": 0.5625}, width=8)  # 4.5 of 8 cells: a half block
+    many = text_bars({f"judge_{i:02d}": i / 16 for i in range(16)})
+    assert len(many) < INLINE_MARKDOWN_CHARS  # sixteen judges still render inline in the UI
 
 
 def test_metadata_paths_are_relative_to_the_project(tmp_path):
