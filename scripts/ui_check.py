@@ -28,10 +28,9 @@ import time
 from pathlib import Path
 from urllib.parse import quote
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
+from dagster_ui import CHAIN, FULL_RETRAIN_JOB, LOCATION, DagsterDev, DagsterUIError, write_dagster_home
 
-from dagster_ui import CHAIN, FULL_RETRAIN_JOB, LOCATION, DagsterDev, DagsterUIError, write_dagster_home  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 GROUP = "persrm"  # the asset group of the chain (assets/chain.py)
 WINDOW = (1600, 1000)

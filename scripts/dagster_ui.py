@@ -1,6 +1,6 @@
 """Drive `dagster dev` the way a user does: start it in its own process group, talk to it only
-through HTTP (GraphQL), and stop the whole group. Shared by tests/test_webserver.py and
-scripts/ui_check.py (`make ui-check`); it imports nothing from the project, only what a client has."""
+through HTTP (GraphQL), and stop the whole group. Used by scripts/ui_check.py (`make ui-check`)
+and tests/test_webserver.py; it imports nothing from the project, only what a client has."""
 
 from __future__ import annotations
 
