@@ -71,6 +71,7 @@ def test_dvc_repro_builds_the_chain_then_is_up_to_date(tmp_path):
     assert "cdn.jsdelivr" not in html and "vegaEmbed(" in html  # offline: the libraries are inline
     assert all(name in html for name in ("accuracy.json", "sft_curve.json"))
 
+    committed_rft = rft["eval_accuracy"]
     # An eval-only change reruns only the eval stage, through `dvc exp run -S` (an experiment).
     subprocess.run(["git", "add", "-A"], cwd=work, check=True)
     subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "chain"], cwd=work, check=True)
@@ -81,6 +82,13 @@ def test_dvc_repro_builds_the_chain_then_is_up_to_date(tmp_path):
     assert ran == ["eval_report"], exp.stdout[-3000:]
     metrics = json.loads((work / "data/reports/eval/metrics.json").read_text())
     assert metrics["settings"]["eval_pairs"] == 6
+    # The scores are versioned (git-tracked, not ignored), so `dvc metrics diff` compares the
+    # experiment with the committed figures.
+    assert subprocess.run(["git", "check-ignore", "-q", "data/reports/eval/scores/rft.json"], cwd=work).returncode == 1
+    diff = subprocess.run([str(DVC), "metrics", "diff", "--all", "--json"], cwd=work, env=env, capture_output=True,
+                          text=True, check=True)
+    rft_diff = json.loads(diff.stdout)["data/reports/eval/scores/rft.json"]["eval_accuracy"]
+    assert rft_diff["old"] == committed_rft and rft_diff["new"] == metrics["judges"]["rft"]["accuracy"]
 
 
 STAGES = ("raw_exemplars", "synthetic_pairs", "filtered_corpus", "style_encoder", "evidence_model", "base_model",
