@@ -126,6 +126,32 @@ def text_bars(values: dict[str, float | None], width: int = 24) -> str:
     return "```\n" + "\n".join(lines) + "\n```"
 
 
+def _pairs(d: dict, key: str, value: str) -> MetadataValue:
+    """A flat mapping (name -> count or note) as a two-column Dagster table; a nested one as JSON."""
+    if all(v is None or isinstance(v, (str, int, float, bool)) for v in d.values()):
+        return _table([{key: k, value: v} for k, v in d.items()]) if d else MetadataValue.json({})
+    return MetadataValue.json(d)
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(curve: list[tuple[int, float]], width: int = 48) -> str:
+    """A training curve as one line of block characters (first and last value, steps), which the
+    Dagster UI draws inline on the asset page; the full curve is the table beside it."""
+    points = [(a, b) for a, b in curve if b is not None]
+    if not points:
+        return "no logged points"
+    ys = [b for _, b in points]
+    if len(ys) > width:  # mean of equal slices
+        ys = [sum(ys[i * len(ys) // width:(i + 1) * len(ys) // width]) /
+              max(1, (i + 1) * len(ys) // width - i * len(ys) // width) for i in range(width)]
+    lo, hi = min(ys), max(ys)
+    line = "".join(SPARKS[0 if hi == lo else round((y - lo) / (hi - lo) * (len(SPARKS) - 1))] for y in ys)
+    return (f"```\n{points[0][1]:.4g} {line} {points[-1][1]:.4g}\nsteps {points[0][0]}-{points[-1][0]}, "
+            f"min {min(b for _, b in points):.4g}, max {max(b for _, b in points):.4g}\n```")
+
+
 def _column_schema(parquet: Path) -> TableSchema:
     """The columns of a published parquet file as Dagster's column schema (read from the file)."""
     import polars as pl
@@ -163,7 +189,8 @@ def _checkpoint_result(compute: ComputeProfile, out: dict, curve_key: str) -> Ma
     """A training stage's summary as metadata, its curve as a table, its checkpoint as a path."""
     curve = out.pop("curve")
     return _result(compute, {
-        **out, f"{curve_key}_curve": _table([{"step": a, curve_key: b} for a, b in curve]),
+        f"{curve_key}_trend": MetadataValue.md(sparkline(curve)), **out,
+        f"{curve_key}_curve": _table([{"step": a, curve_key: None if b is None else round(b, 5)} for a, b in curve]),
         "path": MetadataValue.path(out["checkpoint"])})
 
 
@@ -216,12 +243,12 @@ def synthetic_pairs(context: AssetExecutionContext, config: SyntheticPairsConfig
         "backend": out["backend"],
         "pairs_by_author": _table([{"author": a, "pairs": n} for a, n in out["pairs_by_author"].items()]
                                      + [{"author": a, "pairs": 0} for a in out["authors_without_pairs"]]),
-        "authors_without_pairs": MetadataValue.json(out["authors_without_pairs"]),
+        "authors_without_pairs": _pairs(out["authors_without_pairs"], "author", "why"),
         "authors_rebuilt": MetadataValue.json(rebuilt), "authors_reused": len(reused),
         "cross_author_rebuilt": out["cross_author_rebuilt"],
-        "llm_outputs_refused": MetadataValue.json(out["llm_outputs_refused"]),
-        "by_negative_type": MetadataValue.json(out["by_negative_type"]),
-        "by_split": MetadataValue.json(out["by_split"]), "path": MetadataValue.path(str(s.paths.pairs)),
+        "llm_outputs_refused": _pairs(out["llm_outputs_refused"], "reason", "outputs"),
+        "by_negative_type": _pairs(out["by_negative_type"], "negative_type", "pairs"),
+        "by_split": _pairs(out["by_split"], "split", "pairs"), "path": MetadataValue.path(str(s.paths.pairs)),
         "dagster/column_schema": _column_schema(s.paths.pairs)})
 
 
@@ -258,7 +285,8 @@ def style_encoder(context: AssetExecutionContext, config: StyleEncoderConfig, co
     return _result(compute, {
         **{k: v for k, v in out.items() if k not in ("path", "calibration_authors")},
         "calibration_authors": MetadataValue.json(out["calibration_authors"]),
-        "loss_curve": _table([{"step": a, "loss": b} for a, b in curve[:: max(1, len(curve) // 30)]]),
+        "loss_trend": MetadataValue.md(sparkline(curve)),
+        "loss_curve": _table([{"step": a, "loss": round(b, 5)} for a, b in curve[:: max(1, len(curve) // 30)]]),
         "path": MetadataValue.path(out["path"])})
 
 
@@ -277,7 +305,7 @@ def evidence_model(context: AssetExecutionContext, config: EvidenceModelConfig, 
         "weights": _table([{"signal": k, "weight": v} for k, v in out["weights"].items()]),
         "fit_accuracy": out["fit_accuracy"], "fit_pairs": out["fit_pairs"], "idf_texts": out["idf_texts"],
         "fit_authors": MetadataValue.json(out["fit_authors"]),
-        "fit_accuracy_by_negative_type": MetadataValue.json(out["fit_accuracy_by_negative_type"]),
+        "fit_accuracy_by_negative_type": _pairs(out["fit_accuracy_by_negative_type"], "negative_type", "fit_accuracy"),
         "path": MetadataValue.path(out["path"])})
 
 
@@ -343,12 +371,13 @@ def eval_report(context: AssetExecutionContext, config: EvalReportConfig, comput
     accuracies = {name: m["accuracy"] for name, m in judges.items()}
     bars = text_bars(accuracies)
     return _result(compute, {
-        "headline": _table(out["headline"]),
         # The numbers at a glance on the asset page (inline), the full figure one click away.
         "accuracy": MetadataValue.md(bars) if len(bars) < INLINE_MARKDOWN_CHARS else _table(
             [{"judge": k, "accuracy": v} for k, v in accuracies.items()]),
+        "headline": _table(out["headline"]),
         "accuracy_plot": MetadataValue.md(image),
-        "by_exemplar_count": MetadataValue.json(out["metrics"].get("by_exemplar_count", {})),
+        "by_exemplar_count": _table([{"judge": j, **{f"{n} exemplars": acc for n, acc in by_n.items()}}
+                                     for j, by_n in out["metrics"].get("by_exemplar_count", {}).items()]),
         **{f"accuracy_{name}": m["accuracy"] for name, m in judges.items()},
         **{f"real_authors_accuracy_{name}": m["accuracy"]
            for name, m in out["metrics"].get("real_authors", {}).get("judges", {}).items()},

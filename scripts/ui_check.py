@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 GROUP = "persrm"  # the asset group of the chain (assets/chain.py)
 WINDOW = (1600, 1000)
+TALL = (1600, 2600)  # an asset page: its metadata table runs well below the first screen
 
 
 def log(msg: str) -> None:
@@ -47,13 +48,14 @@ def find_chromium() -> str:
     raise SystemExit("ui-check: no chromium on PATH (the Makefile target installs it: apt-get install -y chromium)")
 
 
-def chromium(browser: str, url: str, budget_ms: int, *, screenshot: Path | None = None, timeout: float = 180.0) -> str:
+def chromium(browser: str, url: str, budget_ms: int, *, screenshot: Path | None = None, timeout: float = 180.0,
+             window: tuple[int, int] = WINDOW) -> str:
     """One headless Chromium load of `url` in a fresh profile; returns stdout (the DOM with --dump-dom)."""
     with tempfile.TemporaryDirectory(prefix="ui-check-chromium-") as profile:
         cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={profile}",
-               f"--window-size={WINDOW[0]},{WINDOW[1]}", f"--virtual-time-budget={budget_ms}"]
+               f"--window-size={window[0]},{window[1]}", f"--virtual-time-budget={budget_ms}"]
         cmd += [f"--screenshot={screenshot}"] if screenshot else ["--dump-dom"]
         proc = subprocess.Popen([*cmd, url], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
@@ -78,7 +80,7 @@ def dom_text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"(?s)<[^>]+>", " ", html))
 
 
-def check_png(path: Path) -> dict:
+def check_png(path: Path, window: tuple[int, int] = WINDOW) -> dict:
     """Size, dimensions and colour spread of a screenshot; raises if it looks blank."""
     from PIL import Image
 
@@ -91,8 +93,8 @@ def check_png(path: Path) -> dict:
         colours = rgb.getcolors(maxcolors=dims[0] * dims[1])
     top = max(c for c, _ in colours) / (dims[0] * dims[1])
     stats = {"bytes": size, "size": dims, "colours": len(colours), "top_colour_share": round(top, 3)}
-    if dims != WINDOW:
-        raise DagsterUIError(f"{path}: {dims}, expected {WINDOW}")
+    if dims != window:
+        raise DagsterUIError(f"{path}: {dims}, expected {window}")
     if len(colours) < 64 or top > 0.97:
         raise DagsterUIError(f"{path} is (nearly) one colour: {stats}")
     return stats
@@ -152,21 +154,21 @@ def main(argv: list[str] | None = None) -> int:
         repo_name = server.repository_name()
         repo_path = LOCATION if repo_name == "__repository__" else f"{repo_name}@{LOCATION}"
         pages = [
-            ("asset_graph", f"{server.url}/locations/{quote(repo_path)}/asset-groups/{GROUP}", CHAIN),
+            ("asset_graph", f"{server.url}/locations/{quote(repo_path)}/asset-groups/{GROUP}", CHAIN, WINDOW),
             ("raw_exemplars_partitions", f"{server.url}/assets/raw_exemplars?view=partitions&partition=terse_engineer",
-             ["raw_exemplars", "terse_engineer"]),
-            ("eval_report", f"{server.url}/assets/eval_report", ["eval_report", "accuracy_rft"]),
+             ["raw_exemplars", "terse_engineer"], WINDOW),
+            ("eval_report", f"{server.url}/assets/eval_report", ["eval_report", "accuracy_rft"], TALL),
             # The metadata a user's trial asked for: pairs per author as a table, the column schema,
             # row counts, and training metrics shown by name (not masked by the secret redactor).
-            ("synthetic_pairs", f"{server.url}/assets/synthetic_pairs", ["synthetic_pairs", "pairs_by_author"]),
+            ("synthetic_pairs", f"{server.url}/assets/synthetic_pairs", ["synthetic_pairs", "pairs_by_author"], TALL),
             ("sft_checkpoint", f"{server.url}/assets/sft_checkpoint",
-             ["sft_checkpoint", "mean_token_accuracy_last"]),
+             ["sft_checkpoint", "mean_token_accuracy_last"], TALL),
         ]
-        for name, url, expected in pages:
+        for name, url, expected, window in pages:
             png = out / f"{name}.png"
             png.unlink(missing_ok=True)
             t0 = time.monotonic()
-            text = dom_text(chromium(browser, url, args.budget_ms))
+            text = dom_text(chromium(browser, url, args.budget_ms, window=window))
             missing = [w for w in expected if w not in text]
             if "***" in text:
                 raise DagsterUIError(f"{url} shows a redacted value (***): a metric masked as a secret?")
@@ -174,8 +176,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise DagsterUIError(f"{url} rendered without {missing} or behind a prompt "
                                      "(a spinner, an error, the community pop-up?); "
                                      f"its text starts: {text[:600]!r}")
-            chromium(browser, url, args.budget_ms, screenshot=png)
-            stats = check_png(png)
+            chromium(browser, url, args.budget_ms, screenshot=png, window=window)
+            stats = check_png(png, window)
             log(f"{png.relative_to(REPO) if png.is_relative_to(REPO) else png}: {url} -> {stats} "
                 f"({time.monotonic() - t0:.0f} s)")
     except DagsterUIError as e:

@@ -102,8 +102,26 @@ def test_data_assets_carry_row_counts_column_schemas_and_tables(smoke_root):
     assert meta["synthetic_pairs"]["pairs_by_author"][0] == "TableMetadataValue"
     assert meta["filtered_corpus"]["rules"][0] == meta["eval_report"]["headline"][0] == "TableMetadataValue"
     assert not [(a, k) for a, m in meta.items() for k, (kind, _) in m.items() if kind == "MarkdownMetadataValue"
-                and k not in ("accuracy", "accuracy_plot")]  # the plots are the only Markdown entries
+                and k not in ("accuracy", "accuracy_plot") and not k.endswith("_trend")]  # plots only
     assert meta["eval_report"]["accuracy"][0] == "MarkdownMetadataValue"  # short enough to show inline
+    assert meta["sft_checkpoint"]["loss_trend"][0] == meta["rft_checkpoint"]["reward_trend"][0] == "MarkdownMetadataValue"
+    for asset, key in (("synthetic_pairs", "by_negative_type"), ("synthetic_pairs", "by_split"),
+                       ("eval_report", "by_exemplar_count")):
+        assert meta[asset][key][0] == "TableMetadataValue", (asset, key)
+
+
+def test_a_training_curve_is_drawn_inline_as_a_sparkline():
+    from assets.chain import INLINE_MARKDOWN_CHARS, SPARKS, sparkline
+
+    falling = sparkline([(step, 10.0 - step) for step in range(10)])
+    line = falling.splitlines()[1]
+    assert line.startswith("10 ") and line.endswith(" 1")
+    bars = line.split()[1]
+    assert bars[0] == SPARKS[-1] and bars[-1] == SPARKS[0] and len(bars) == 10
+    assert "steps 0-9" in falling
+    long = sparkline([(step, float(step % 7)) for step in range(5000)])
+    assert len(long.splitlines()[1].split()[1]) == 48 and len(long) < INLINE_MARKDOWN_CHARS
+    assert sparkline([]) == "no logged points"
 
 
 def test_the_accuracy_bars_are_drawn_to_scale_best_first():
