@@ -381,7 +381,7 @@ def eval_report(context: AssetExecutionContext, config: EvalReportConfig, comput
         **{f"accuracy_{name}": m["accuracy"] for name, m in judges.items()},
         **{f"real_authors_accuracy_{name}": m["accuracy"]
            for name, m in out["metrics"].get("real_authors", {}).get("judges", {}).items()},
-        "profile": s.profile,
+        "profile": s.profile, "eval_data": out["metrics"]["settings"]["eval_data"],
         "report": MetadataValue.path(out["files"]["report_md"]),
         "report_html": MetadataValue.path(out["files"]["report_html"])})
 

@@ -110,6 +110,14 @@ def corpus_distribution_stable(context: AssetCheckExecutionContext, compute: Com
                                       "shifts": "; ".join(shifts) or "none"})
 
 
+def comparable_previous_rft(previous: dict | None, profile: str, eval_data: str | None) -> float | None:
+    """The previous report's RFT accuracy where it measured the same profile on the same eval pairs;
+    None otherwise (a smoke run is never held against a default one, nor a report on other data)."""
+    if not previous or previous.get("profile") != profile or previous.get("eval_data") != eval_data:
+        return None
+    return previous.get("accuracy_rft")
+
+
 def rft_problems(judges: dict[str, dict], baselines: list[str], previous_rft: float | None,
                  where: str = "eval split") -> list[str]:
     """What the `rft_beats_baselines` check warns about: RFT below a baseline (a tie is fine: "at or
@@ -130,16 +138,16 @@ def rft_problems(judges: dict[str, dict], baselines: list[str], previous_rft: fl
 
 @asset_check(asset=eval_report, blocking=False,
              description="Warns when RFT is below the best baseline (on the eval split and on real authors), or below "
-                         "its accuracy in the previous materialization of the same profile.")
+                         "its accuracy in the previous materialization of the same profile on the same eval pairs.")
 def rft_beats_baselines(context: AssetCheckExecutionContext, compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
     import json
 
     s = compute.settings(store)
     metrics = json.loads((s.paths.report / "metrics.json").read_text())
     baselines = [n for n in metrics["judges"] if n not in ("base", "sft", "rft")]
-    previous = None
-    if previous_metadata(context, "eval_report", "profile") == s.profile:  # never across profiles
-        previous = previous_metadata(context, "eval_report", "accuracy_rft")
+    previous = comparable_previous_rft(
+        {f: previous_metadata(context, "eval_report", f) for f in ("profile", "eval_data", "accuracy_rft")},
+        s.profile, metrics.get("settings", {}).get("eval_data"))
     problems = rft_problems(metrics["judges"], baselines, previous)
     real = metrics.get("real_authors", {}).get("judges")
     if real:

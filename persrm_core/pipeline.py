@@ -667,7 +667,7 @@ def eval_report(s: Settings) -> dict:
             real_judgments[name] = baseline_judge(name, real, seed=s.seed, both_orders=s.eval.both_orders,
                                                   evidence=fitted)
     metrics = {"judges": {n: judge_metrics(pairs, j, splits) for n, j in judgments.items()},
-               "settings": {"profile": s.profile, "eval_pairs": len(pairs),
+               "settings": {"profile": s.profile, "eval_pairs": len(pairs), "eval_data": eval_data_digest(pairs),
                             "base_model": s.base_model.name, "both_orders": s.eval.both_orders}}
     metrics["by_exemplar_count"] = _by_exemplar_count(s, pairs, judges, judgments)
     if real:
@@ -690,6 +690,17 @@ def eval_report(s: Settings) -> dict:
                      *({"judge": n, "eval_set": "real_authors", **j} for n, js in real_judgments.items() for j in js)])
     return {"metrics": metrics, "headline": headline_rows(metrics),
             "files": {k: str(s.paths.report / Path(v).name) for k, v in files.items()}}
+
+
+def eval_data_digest(pairs: list[Pair]) -> str:
+    """A short digest of the pairs judged (ids, labels, both responses, exemplars), so two reports are
+    compared only when they measured the same thing."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for p in pairs:
+        h.update(json.dumps([p.pair_id, p.label, p.response_a, p.response_b, list(p.exemplars)]).encode("utf-8"))
+    return h.hexdigest()[:12]
 
 
 EXEMPLAR_COUNT_JUDGES = ("rft", "sft", "combined", "stylometric", "ngram", "embedding")

@@ -3,6 +3,7 @@ checks stop training; the drift check compares with the previous materialization
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import polars as pl
@@ -180,3 +181,31 @@ def test_each_blocking_check_fails_on_its_bad_corpus(root, monkeypatch, breakage
     result = _run(root, ["filtered_corpus", "base_model"])
     assert _checks(result)[failed] is False
     assert "base_model" not in _materialized(result)
+
+
+@pytest.mark.parametrize("previous, compared", [
+    ({"profile": "smoke", "eval_data": "e1", "accuracy_rft": 0.9}, True),
+    ({"profile": "default", "eval_data": "e1", "accuracy_rft": 0.9}, False),  # another profile's run
+    ({"profile": "smoke", "eval_data": "e2", "accuracy_rft": 0.9}, False),  # other eval pairs
+])
+def test_rft_is_held_only_against_the_same_profile_on_the_same_pairs(tmp_path, previous, compared):
+    """The check's comparison through a real instance: the materialization before the current one
+    counts only where it measured the same profile on the same eval pairs."""
+    from dagster import AssetMaterialization, DagsterInstance, build_asset_check_context
+
+    from assets.checks import comparable_previous_rft, rft_beats_baselines
+
+    report = tmp_path / "data" / "reports" / "eval"
+    report.mkdir(parents=True)
+    (report / "metrics.json").write_text(json.dumps({
+        "judges": {"rft": {"accuracy": 0.7}, "random": {"accuracy": 0.5}},
+        "settings": {"profile": "smoke", "eval_data": "e1"}}))
+    instance = DagsterInstance.ephemeral()
+    for meta in (previous, {"profile": "smoke", "eval_data": "e1", "accuracy_rft": 0.7}):  # earlier, then current
+        instance.report_runless_asset_event(AssetMaterialization("eval_report", metadata=meta))
+    res = default_resources(profile="smoke", root=str(tmp_path), progress=False)
+    result = rft_beats_baselines(build_asset_check_context(
+        resources={"compute": res["compute"], "store": res["store"]}, instance=instance))
+    assert result.passed is not compared
+    assert result.metadata["previous_rft_accuracy"].value == (0.9 if compared else "none")
+    assert comparable_previous_rft(None, "smoke", "e1") is None
