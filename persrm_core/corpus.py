@@ -13,6 +13,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from persrm_core.strategies import EDIT, SWAP, gated
 from persrm_core.synthesis import EVAL_SEEN, EVAL_UNSEEN, TRAIN
 
 PAIR_COLUMNS = ["pair_id", "author_id", "exemplars", "prompt", "response_a", "response_b", "label",
@@ -72,8 +73,8 @@ def drop_identical_responses(df: pl.DataFrame) -> pl.DataFrame:
 
 # Negatives that are edits of the chosen text by design: a near-duplicate of it is what they are
 # meant to be, so they are checked for the edit they promise instead (see drop_non_negatives).
-EDITS = ("rule_perturbation",)
-SWAPS = ("lexicon_swap", "minimal_word_swap")
+EDITS = gated(EDIT)
+SWAPS = gated(SWAP)
 
 
 def _chosen_rejected(df: pl.DataFrame) -> tuple[pl.Series, pl.Series]:

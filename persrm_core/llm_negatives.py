@@ -32,7 +32,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from persrm_core.generation import Backend, GenRequest, SamplingParams, generate_cached
-from persrm_core.synthesis import LLM_STRATEGIES, Task
+from persrm_core.strategies import LLM_STRATEGIES
+from persrm_core.synthesis import Task
 from persrm_core.templates import STYLE_HINTS, TEMPLATES, render
 
 DROP_REASONS = ("empty", "identical", "copies_exemplar", "not_word_swap", "swap_count", "duplicate")

@@ -24,6 +24,7 @@ from persrm_core.corpus import check_no_leakage, corpus_stats, filter_pairs, wri
 from persrm_core.errors import InputError
 from persrm_core.ingest import read_exemplars
 from persrm_core.records import Pair, pair_from_dict
+from persrm_core.strategies import CROSS_AUTHOR, enabled, uses_llm
 from persrm_core.synthesis import build_pairs
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,11 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
     Besides the counts, the summary names the authors whose rows were rebuilt and reused, and the
     number of cross-author pairs (always rebuilt); `llm_outputs_refused` counts the LLM outputs
     refused for the authors rebuilt now (reused authors make no LLM request)."""
-    from persrm_core.synthesis import LLM_STRATEGIES
-
     exemplars = synthesis_exemplars(s)
     shards_dir = _pair_shards_dir(s)
     keys = _pair_shard_keys(s, exemplars)
     manifest = _read_pair_manifest(shards_dir)
-    local_types = {k for k, v in s.synthesis.negatives.items() if k != "cross_author" and v > 0}
+    local_types = set(enabled(s.synthesis.negatives, author_local=True))
     reused = _reusable_pair_shards(shards_dir, manifest, keys, exemplars, local_types)
     # The backend (for vLLM or transformers: a model load) only when some author's negatives are made now.
     backend, refused = (generation_backend(s) if set(keys) - set(reused) else None), {}
@@ -122,14 +121,14 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
     _publish_pair_shards(shards_dir, manifest, keys, built)
     if reused:
         log.info("synthetic pairs: author-local rows of %d author(s) reused, %d rebuilt", len(reused), len(built))
-    uses_llm = any(s.synthesis.negatives.get(k, 0) > 0 for k in LLM_STRATEGIES) and s.generation.backend != "rules"
-    return {"pairs": df.height, "backend": s.generation.backend if uses_llm else "rules (offline)",
+    llm = uses_llm(s.synthesis.negatives) and s.generation.backend != "rules"
+    return {"pairs": df.height, "backend": s.generation.backend if llm else "rules (offline)",
             "llm_outputs_refused": refused,
             "by_negative_type": dict(Counter(df["negative_type"].to_list())),
             "by_split": dict(Counter(df["split"].to_list())),
             "label_A_share": round(float((df["label"] == "A").mean()), 4),
             "authors_rebuilt": sorted(built), "authors_reused": sorted(reused),
-            "cross_author_rebuilt": int((df["negative_type"] == "cross_author").sum()),
+            "cross_author_rebuilt": int((df["negative_type"] == CROSS_AUTHOR).sum()),
             "pairs_by_author": dict(sorted(Counter(df["author_id"].to_list()).items())) if df.height else {},
             "authors_without_pairs": authors_without_pairs(s.synthesis, exemplars, df)}
 
@@ -199,11 +198,11 @@ def _pair_shard_keys(s: Settings, exemplars: list) -> dict[str, str]:
     """Per author, the key of the author's author-local rows (`synthesis.author_local_keys`), with
     what the pipeline adds: the per-author text cap and, when an LLM strategy is on, the generation
     settings that change its outputs (not keys, URLs or concurrency)."""
-    from persrm_core.synthesis import LLM_STRATEGIES, author_local_keys
+    from persrm_core.synthesis import author_local_keys
 
     g = s.generation
     extra: dict = {"max_texts_per_author": s.max_texts_per_author}
-    if any(s.synthesis.negatives.get(k, 0) > 0 for k in LLM_STRATEGIES):
+    if uses_llm(s.synthesis.negatives):
         extra["generation"] = {"backend": g.backend, "model": g.model, "dtype": g.dtype, "temperature": g.temperature,
                                "top_p": g.top_p, "max_tokens": g.max_tokens, "seed": s.seed}
     return author_local_keys(exemplars, s.synthesis, extra)
@@ -297,10 +296,8 @@ def sampling_params(s: Settings):
 def generation_backend(s: Settings, needed: bool | None = None):
     """The backend of `generation`; by default built only when a configured negative strategy
     needs an LLM (`needed=True` builds it regardless, e.g. for teacher traces)."""
-    from persrm_core.synthesis import LLM_STRATEGIES
-
     if needed is None:
-        needed = any(s.synthesis.negatives.get(k, 0) > 0 for k in LLM_STRATEGIES)
+        needed = uses_llm(s.synthesis.negatives)
     if not needed:
         return None
     from persrm_core.generation import make_backend
@@ -385,7 +382,7 @@ def evidence_model(s: Settings, progress: bool = True) -> dict:
         fit = rng.sample(fit, s.evidence.fit_pairs)
     model = EvidenceModel(fit_idf(texts), encoder_dir=s.paths.style_encoder)
     rows = model.signals([(p["exemplars"], p["response_a"], p["response_b"]) for p in fit], progress=progress)
-    weights = [s.evidence.cross_author_weight if p["negative_type"] == "cross_author" else 1.0 for p in fit]
+    weights = [s.evidence.cross_author_weight if p["negative_type"] == CROSS_AUTHOR else 1.0 for p in fit]
     model.combined = fit_combined(rows, [p["label"] for p in fit], weights, l2=s.evidence.l2)
     by_type: dict[str, list[bool]] = {}
     for p, r in zip(fit, rows):

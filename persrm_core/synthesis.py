@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from persrm_core.perturb import MEASURED_BY, perturb
+from persrm_core.strategies import CROSS_AUTHOR, REGISTRY, STRATEGIES, check_known, enabled
 from persrm_core.style import measure
 from persrm_core.records import Exemplar
 
@@ -156,9 +157,6 @@ def plan_splits(exemplars: list[Exemplar], cfg: SynthesisConfig) -> dict[str, st
 
 EXACT_NEIGHBOUR_LIMIT = 4000  # up to this many texts in a split, topic neighbours are exact
 NEIGHBOURS = 64  # nearest-topic candidates kept per text
-OFFLINE_STRATEGIES = ("cross_author", "rule_perturbation", "lexicon_swap")
-LLM_STRATEGIES = ("style_imitation", "random_style", "minimal_word_swap")  # through a generation backend
-STRATEGIES = OFFLINE_STRATEGIES + LLM_STRATEGIES
 
 
 def topic_neighbours(docs: list[str], k: int = NEIGHBOURS, seed: int = 0,
@@ -263,14 +261,14 @@ def author_local_keys(exemplars: list[Exemplar], cfg: SynthesisConfig, extra: di
     e.g. the LLM generation settings), and the author's own texts with their planned split. Rows
     kept under an unchanged key are what `build_pairs` would build again."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}
-    local = {k: v for k, v in cfg.negatives.items() if k != "cross_author" and v > 0}
+    local = enabled(cfg.negatives, author_local=True)
     common: dict = {"version": AUTHOR_LOCAL_VERSION, "synthesis": settings, "local_counts": local,
                     "extra": extra or {}}
     if "lexicon_swap" in local:
         from persrm_core.swap import lexicon_groups
 
         common["lexicon"] = hashlib.sha1(repr(lexicon_groups()).encode()).hexdigest()
-    if llm := sorted(set(local) & set(LLM_STRATEGIES)):
+    if llm := sorted(enabled(local, needs_llm=True)):
         from persrm_core.templates import STYLE_HINTS, TEMPLATES
 
         common["templates"] = hashlib.sha1(repr(([TEMPLATES[s] for s in llm], STYLE_HINTS)).encode()).hexdigest()
@@ -295,7 +293,7 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
     each pair uses (`chosen_source`, `negative_source`, `exemplar_sources`). With `workers` > 1
     the texts' pairs are built in that many forked processes; the output is the same.
 
-    The LLM strategies (`LLM_STRATEGIES`) need a generation `backend` (`persrm_core.generation`),
+    The LLM strategies (`needs_llm` in `persrm_core.strategies`) need a generation `backend` (`persrm_core.generation`),
     `sampling` params and a request `cache_path`; their outputs are generated for all texts first
     (batched, cached, validated by `persrm_core.llm_negatives`), and `dropped` receives the count
     of outputs the validation refused, per reason (of the texts whose LLM negatives were made now).
@@ -309,9 +307,7 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
     `LOCAL_ROW_FIELDS`, before A/B positions and exemplar texts are added."""
     global _WORLD
     workers = cfg.workers if workers is None else workers
-    unknown = [k for k, v in cfg.negatives.items() if v > 0 and k not in STRATEGIES]
-    if unknown:
-        raise ValueError(f"unknown negative strategy {unknown[0]!r} (known: {', '.join(STRATEGIES)})")
+    check_known(cfg.negatives)
     plan = plan_splits(exemplars, cfg)
     texts = {text_id(e): e for e in exemplars}
     authors = {e.author_id for e in exemplars}
@@ -330,7 +326,7 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
     for i, t in enumerate(tasks):
         by_split[t.split].append(i)
     neighbours: list[list[int]] = [[] for _ in tasks]
-    if cfg.negatives.get("cross_author", 0) > 0:
+    if cfg.negatives.get(CROSS_AUTHOR, 0) > 0:
         for idxs in by_split.values():
             local = topic_neighbours([f"{tasks[i].prompt} {tasks[i].continuation}" for i in idxs], seed=cfg.seed)
             for i, near in zip(idxs, local):
@@ -348,7 +344,7 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
             exemplar_pool[(ex.author_id, EVAL_UNSEEN)].append(tid)
     _WORLD = _World(cfg, tasks, neighbours, by_split, exemplar_pool, reused=reused,
                     stored={tid: dict(by_type) for tid, by_type in stored.items()})
-    llm_counts = {k: v for k, v in cfg.negatives.items() if k in LLM_STRATEGIES and v > 0}
+    llm_counts = enabled(cfg.negatives, needs_llm=True)
     todo = [i for i, t in enumerate(tasks) if t.author_id not in reused]
     if llm_counts and todo:
         _WORLD.llm = _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, llm_counts, backend, sampling,
@@ -373,7 +369,7 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
     if built_local is not None:  # before positions and exemplar texts are added to the rows
         fresh: dict[str, list[dict]] = {a: [] for a in sorted(authors - reused)}
         for row in rows:
-            if row["negative_type"] != "cross_author" and row["author_id"] in fresh:
+            if REGISTRY[row["negative_type"]].author_local and row["author_id"] in fresh:
                 fresh[row["author_id"]].append(dict(row))
         built_local.update(fresh)
     for row in rows:  # exemplar texts by id: workers send ids, not copies of the texts
@@ -420,32 +416,34 @@ def _task_pairs(i: int) -> list[dict]:
     # An author whose author-local rows are given: those are taken as they are, only cross-author ones are made.
     stored = w.stored.get(task.text_id, {}) if task.author_id in w.reused else None
     rows = []
-    for strategy, count in cfg.negatives.items():
-        if stored is not None and strategy != "cross_author":
-            rows.extend(dict(row) for row in stored.get(strategy, ()))
+    for name, count in cfg.negatives.items():
+        if count <= 0:
             continue
-        rng = strategy_rng(cfg.seed, task.text_id, strategy)
+        if stored is not None and REGISTRY[name].author_local:
+            rows.extend(dict(row) for row in stored.get(name, ()))
+            continue
+        rng = strategy_rng(cfg.seed, task.text_id, name)
         for k in range(count):
-            made = _negative(strategy, task, w, i, rng, k)
+            made = _negative(name, task, w, i, rng, k)
             if made is None:
                 continue
             rejected, factors, neg_src = made
             chosen = task.continuation
-            if strategy in ("rule_perturbation", "style_imitation", "random_style"):
+            if REGISTRY[name].length_matched:
                 # Cut to equal length so "pick the longer/shorter" says nothing (rules add emoji or
                 # hedges; an LLM continues for as long as it likes).
                 chosen, rejected = equalize_length(chosen, rejected)
-            if strategy == "rule_perturbation":
+            if name == "rule_perturbation":
                 factors = still_perturbed(chosen, rejected, factors)
                 if not factors:  # the cut removed every change (e.g. an emoji at the very end)
                     continue
             rows.append({
-                "pair_id": f"{task.author_id}-{task.text_id}-{strategy}-{k}",
+                "pair_id": f"{task.author_id}-{task.text_id}-{name}-{k}",
                 "author_id": task.author_id,
                 "prompt": task.prompt,
                 "chosen": chosen,
                 "rejected": rejected,
-                "negative_type": strategy,
+                "negative_type": name,
                 "perturbed_factors": factors,
                 "split": task.split,
                 "chosen_source": task.text_id,
@@ -455,16 +453,18 @@ def _task_pairs(i: int) -> list[dict]:
     return rows
 
 
-def _negative(strategy: str, task: Task, w: _World, i: int, rng: random.Random,
+def _negative(name: str, task: Task, w: _World, i: int, rng: random.Random,
               k: int = 0) -> tuple[str, list[str], str | None] | None:
-    cfg = w.cfg
-    if strategy in LLM_STRATEGIES:
+    cfg, strategy = w.cfg, name
+    if strategy not in REGISTRY:
+        raise ValueError(f"unknown negative strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+    if REGISTRY[strategy].needs_llm:
         outputs = w.llm.get((i, strategy), [])
         return (outputs[k], [], None) if k < len(outputs) else None
     if strategy == "rule_perturbation":
         made = perturb(task.continuation, rng, n_factors=cfg.perturb_factors)
         return None if made is None else (made[0], made[1], None)
-    if strategy == "cross_author":
+    if strategy == CROSS_AUTHOR:
         target = len(task.continuation.split())
         lo, hi = target * (1 - cfg.length_tolerance), target * (1 + cfg.length_tolerance)
         near = [j for j in w.neighbours[i] if w.tasks[j].author_id != task.author_id]

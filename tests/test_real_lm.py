@@ -98,7 +98,8 @@ def test_one_negative_of_each_llm_strategy_generated_and_validated(backend, tmp_
     from persrm_core.generation import SamplingParams
     from persrm_core.llm_negatives import (DROP_REASONS, MAX_COPY_SHARE, clean_output, copy_share, llm_negatives,
                                            validate)
-    from persrm_core.synthesis import LLM_STRATEGIES, Task
+    from persrm_core.strategies import LLM_STRATEGIES
+    from persrm_core.synthesis import Task
 
     exemplar = ("We got to the market early, the light still thin. Bought pears and a loaf, then wandered "
                 "back along the canal, taking our time.")
