@@ -208,6 +208,8 @@ def raw_exemplars(context: AssetExecutionContext, config: RawExemplarsConfig, co
         out = redact(pipeline.raw_exemplars(s, authors, incoming=incoming))
     context.log.info(f"ingested {out['ingested_texts']} texts of {len(authors)} author(s) from {s.paths.raw}; "
                      f"the union now holds {out['texts']} texts by {out['authors']} authors")
+    for author, why in out["no_own_pairs"].items():
+        context.log.warning(f"author {author} was ingested but synthesis will build no pair of theirs: {why}")
     for author, names in out["landed"].items():
         context.log.info(f"landed {len(names)} new file(s) of {author} from the incoming folder: {', '.join(names)}")
     if out["not_ingested"]:
@@ -217,6 +219,7 @@ def raw_exemplars(context: AssetExecutionContext, config: RawExemplarsConfig, co
         "ingested_texts": out["ingested_texts"], "landed_files": sum(len(v) for v in out["landed"].values()),
         "union_texts": out["texts"], "dagster/row_count": out["texts"], "union_authors": out["authors"],
         "not_ingested": MetadataValue.json(out["not_ingested"]),
+        "no_own_pairs": _pairs(out["no_own_pairs"], "author", "why"),
         "per_author": _table(out["per_author"]),
         "path": MetadataValue.path(str(s.paths.exemplars)), "profile": s.profile})
 

@@ -84,7 +84,10 @@ def raw_exemplars(s: Settings, authors: list[str] | None = None, incoming: Path 
     for e in union:
         words[e.author_id] += len(e.text.split())
     per_author = Counter(e.author_id for e in union)
+    # Said at ingest, not discovered after a green retrain: who will yield no pairs of their own.
+    no_pairs = {a: why for a in todo if (why := why_no_own_pairs(s.synthesis, [e.text for e in ingested[a]]))}
     return {"ingested_authors": todo, "ingested_texts": sum(len(v) for v in ingested.values()),
+            "no_own_pairs": no_pairs,
             "landed": landed, "not_ingested": not_ingested, "removed_shards": removed,
             "texts": len(union), "authors": len(per_author),
             "per_author": [{"author_id": a, "texts": n, "mean_words": round(words[a] / n, 1),
@@ -160,19 +163,25 @@ def authors_without_pairs(cfg, exemplars: list, pairs: pl.DataFrame) -> dict[str
     for author, ts in sorted(texts.items()):
         if author in have:
             continue
-        usable = sum(split_text(t, cfg) is not None for t in ts)
-        need = cfg.min_prompt_words + cfg.min_response_words
-        if usable == 0:
-            longest = max(len(t.split()) for t in ts)
-            out[author] = (f"none of its {len(ts)} texts is long enough to split into a prompt and a response "
-                           f"(the longest has {longest} words; synthesis.min_prompt_words + min_response_words "
-                           f"= {need})")
-        elif len(ts) < 2:
-            out[author] = "a single text: no other text of theirs can serve as an exemplar"
-        else:
-            out[author] = (f"{usable} of its {len(ts)} texts can be split, but every pair built from them was "
-                           "dropped (see the synthesis settings and llm_outputs_refused)")
+        out[author] = why_no_own_pairs(cfg, ts) or (
+            f"{sum(split_text(t, cfg) is not None for t in ts)} of its {len(ts)} texts can be split, but every "
+            "pair built from them was dropped (see the synthesis settings and llm_outputs_refused)")
     return out
+
+
+def why_no_own_pairs(cfg, texts: list[str]) -> str | None:
+    """Why synthesis can build no pair for an author with these texts (None when it can): texts too
+    short to cut into a prompt and a response, or a single text (no other one to show as exemplar)."""
+    from persrm_core.synthesis import split_text
+
+    if not any(split_text(t, cfg) is not None for t in texts):
+        need = cfg.min_prompt_words + cfg.min_response_words
+        longest = max((len(t.split()) for t in texts), default=0)
+        return (f"none of its {len(texts)} texts is long enough to split into a prompt and a response "
+                f"(the longest has {longest} words; synthesis.min_prompt_words + min_response_words = {need})")
+    if len(texts) < 2:
+        return "a single text: no other text of theirs can serve as an exemplar"
+    return None
 
 
 _PAIR_MANIFEST_VERSION = 1

@@ -113,3 +113,25 @@ def test_no_raw_folder_is_one_clear_error(project, capsys):
     assert main(["run", "--select", "raw_exemplars"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no such file or directory" in err[0] and "raw" in err[0]
+
+
+def test_an_author_too_short_to_make_pairs_is_named_at_ingest(project):
+    """A newcomer whose texts are shorter than synthesis can cut is ingested (their texts can still
+    be exemplars and negatives) but the ingest result says they will yield no pairs, and why."""
+    from persrm_core import pipeline
+    from persrm_core.config import load_settings
+
+    short = project / "data" / "raw" / "shorty"
+    short.mkdir(parents=True)
+    for i in range(3):
+        (short / f"s{i}.txt").write_text(" ".join(["brief"] * (18 + 4 * i)) + ".\n", encoding="utf-8")
+    single = project / "data" / "raw" / "solo"
+    single.mkdir()
+    shutil.copy(sorted((REPO / "data" / "raw" / "teen_texter").glob("*.txt"))[0], single / "only.txt")
+    s = load_settings(None, project / "params.yaml")
+    out = pipeline.raw_exemplars(s, ["shorty", "solo", "teen_texter"])
+    assert set(out["no_own_pairs"]) == {"shorty", "solo"}
+    assert "none of its 3 texts is long enough" in out["no_own_pairs"]["shorty"]
+    assert "the longest has 26 words" in out["no_own_pairs"]["shorty"]
+    assert "a single text" in out["no_own_pairs"]["solo"]
+    assert {r["author_id"] for r in _union(project)} >= {"shorty", "solo"}  # ingested all the same
