@@ -25,7 +25,7 @@ from persrm_core.errors import InputError
 from persrm_core.ingest import read_exemplars
 from persrm_core.records import Pair, pair_from_dict
 from persrm_core.strategies import CROSS_AUTHOR, enabled, uses_llm
-from persrm_core.synthesis import build_pairs
+from persrm_core.synthesis import LLMSource, synthesize
 
 log = logging.getLogger(__name__)
 
@@ -114,12 +114,11 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
     local_types = set(enabled(s.synthesis.negatives, author_local=True))
     reused = _reusable_pair_shards(shards_dir, manifest, keys, exemplars, local_types)
     # The backend (for vLLM or transformers: a model load) only when some author's negatives are made now.
-    backend, refused = (generation_backend(s) if set(keys) - set(reused) else None), {}
-    sampling = sampling_params(s) if backend is not None else None
-    built: dict[str, list[dict]] = {}
-    rows = build_pairs(exemplars, s.synthesis, progress=progress, backend=backend, sampling=sampling,
-                       cache_path=s.generation.cache, dropped=refused, local_rows=reused, built_local=built)
-    df = pl.DataFrame(rows, schema_overrides={"negative_source": pl.String})
+    backend = generation_backend(s) if set(keys) - set(reused) else None
+    llm = LLMSource(backend, sampling_params(s), s.generation.cache) if backend is not None else None
+    made = synthesize(exemplars, s.synthesis, llm=llm, reuse=reused, progress=progress)
+    refused, built = made.refused, made.built_local
+    df = pl.DataFrame(made.rows, schema_overrides={"negative_source": pl.String})
     write_parquet(df, s.paths.pairs)
     _publish_pair_shards(shards_dir, manifest, keys, built)
     if reused:

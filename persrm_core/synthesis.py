@@ -15,8 +15,8 @@ leaks into train. A/B positions are shuffled and balanced within each split.
 Every strategy except `cross_author` is author-local: a text's rule, swap and LLM negatives depend
 only on the text, the seed and the exemplars shown (the same author's texts), each drawn from its
 own random stream (`task_rng`). So an author's author-local rows can be kept and reused while the
-author's texts, split plan and the settings are unchanged (`author_local_keys`, the `local_rows` of
-`build_pairs`); cross-author negatives draw on the whole split and are always rebuilt.
+author's texts, split plan and the settings are unchanged (`author_local_keys`, the `reuse` of
+`synthesize`); cross-author negatives draw on the whole split and are always rebuilt.
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def strategy_rng(seed: int, tid: str, strategy: str) -> random.Random:
 
 
 # The fields of a pair row before A/B positions are assigned and exemplar texts attached, in order:
-# what `build_pairs` takes in `local_rows` and gives back in `built_local`.
+# what `synthesize` takes in `reuse` and gives back in `PairBuild.built_local`.
 LOCAL_ROW_FIELDS = ("pair_id", "author_id", "prompt", "chosen", "rejected", "negative_type", "perturbed_factors",
                     "split", "chosen_source", "negative_source", "exemplar_sources")
 # Bump when code changes what the author-local strategies make for the same inputs (kept rows go stale).
@@ -259,7 +259,7 @@ def author_local_keys(exemplars: list[Exemplar], cfg: SynthesisConfig, extra: di
     output), the author-local strategies' bundled data (swap lexicon, LLM prompt templates), the
     code version `AUTHOR_LOCAL_VERSION`, the JSON-able `extra` (the caller adds what it knows matters,
     e.g. the LLM generation settings), and the author's own texts with their planned split. Rows
-    kept under an unchanged key are what `build_pairs` would build again."""
+    kept under an unchanged key are what `synthesize` would build again."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k != "workers"}
     local = enabled(cfg.negatives, author_local=True)
     common: dict = {"version": AUTHOR_LOCAL_VERSION, "synthesis": settings, "local_counts": local,
@@ -285,36 +285,60 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+@dataclass
+class LLMSource:
+    """Where the LLM strategies' outputs come from: a generation backend (`persrm_core.generation`),
+    its sampling params, and the request cache (a repeated request is answered from it)."""
+
+    backend: object
+    sampling: object = None
+    cache_path: object = None
+
+
+@dataclass
+class PairBuild:
+    """What `synthesize` made: the pair `rows` (the Pair record fields plus `split`,
+    `perturbed_factors` and the text ids each pair uses: `chosen_source`, `negative_source`,
+    `exemplar_sources`); `refused`, the LLM outputs the validation refused, per reason (of the texts
+    whose LLM negatives were made now); and `built_local`, for every author not reused, the
+    author-local rows built now (dicts of `LOCAL_ROW_FIELDS`, before A/B positions and exemplar
+    texts are added), which a later build may pass back as `reuse`."""
+
+    rows: list[dict]
+    refused: dict[str, int] = field(default_factory=dict)
+    built_local: dict[str, list[dict]] = field(default_factory=dict)
+
+
 def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool = True,
-                workers: int | None = None, backend=None, sampling=None, cache_path=None,
-                dropped: dict | None = None, local_rows: dict[str, list[dict]] | None = None,
-                built_local: dict[str, list[dict]] | None = None) -> list[dict]:
-    """Make pair rows: the Pair record fields plus `split`, `perturbed_factors` and the text ids
-    each pair uses (`chosen_source`, `negative_source`, `exemplar_sources`). With `workers` > 1
-    the texts' pairs are built in that many forked processes; the output is the same.
+                workers: int | None = None) -> list[dict]:
+    """The pair rows of `synthesize` for the offline strategies, built from scratch."""
+    return synthesize(exemplars, cfg, progress=progress, workers=workers).rows
 
-    The LLM strategies (`needs_llm` in `persrm_core.strategies`) need a generation `backend` (`persrm_core.generation`),
-    `sampling` params and a request `cache_path`; their outputs are generated for all texts first
-    (batched, cached, validated by `persrm_core.llm_negatives`), and `dropped` receives the count
-    of outputs the validation refused, per reason (of the texts whose LLM negatives were made now).
 
-    Incremental builds: `local_rows` maps an author to the author's author-local rows (every
-    strategy but `cross_author`) as an earlier build gave them in `built_local`, valid while the
-    author's `author_local_keys` key is unchanged. Those rows are taken as they are (no
-    perturbation, swap or LLM request for the author's texts) and only the author's cross-author
-    pairs are made; the output is the same as without `local_rows`. `built_local` (an out-dict)
-    receives, for every other author of `exemplars`, the author-local rows built now: dicts of
-    `LOCAL_ROW_FIELDS`, before A/B positions and exemplar texts are added."""
+def synthesize(exemplars: list[Exemplar], cfg: SynthesisConfig, *, llm: LLMSource | None = None,
+               reuse: dict[str, list[dict]] | None = None, progress: bool = True,
+               workers: int | None = None) -> PairBuild:
+    """Make the synthetic pairs of `exemplars`. With `workers` > 1 the texts' pairs are built in
+    that many forked processes; the output is the same.
+
+    The LLM strategies (`needs_llm` in `persrm_core.strategies`) need `llm`; their outputs are
+    generated for all texts first (batched, cached, validated by `persrm_core.llm_negatives`).
+
+    Incremental builds: `reuse` maps an author to the author's author-local rows (every strategy
+    but `cross_author`) as an earlier build gave them in `built_local`, valid while the author's
+    `author_local_keys` key is unchanged. Those rows are taken as they are (no perturbation, swap
+    or LLM request for the author's texts) and only the author's cross-author pairs are made; the
+    rows are the same as without `reuse`."""
     global _WORLD
     workers = cfg.workers if workers is None else workers
     check_known(cfg.negatives)
     plan = plan_splits(exemplars, cfg)
     texts = {text_id(e): e for e in exemplars}
     authors = {e.author_id for e in exemplars}
-    reused = set(local_rows or {}) & authors
+    reused = set(reuse or {}) & authors
     stored: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for author in reused:
-        for row in (local_rows or {})[author]:
+        for row in (reuse or {})[author]:
             stored[row["chosen_source"]][row["negative_type"]].append(row)
     tasks = []
     for tid, ex in sorted(texts.items()):
@@ -346,9 +370,9 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
                     stored={tid: dict(by_type) for tid, by_type in stored.items()})
     llm_counts = enabled(cfg.negatives, needs_llm=True)
     todo = [i for i, t in enumerate(tasks) if t.author_id not in reused]
+    refused: dict[str, int] = {}
     if llm_counts and todo:
-        _WORLD.llm = _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, llm_counts, backend, sampling,
-                                  cache_path, progress, dropped)
+        _WORLD.llm, refused = _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, llm_counts, llm, progress)
     rows: list[dict] = []
     try:
         with tqdm(total=len(tasks), desc="synthesising pairs", unit="text", disable=not progress) as bar:
@@ -366,15 +390,13 @@ def build_pairs(exemplars: list[Exemplar], cfg: SynthesisConfig, progress: bool 
                     bar.update(1)
     finally:
         _WORLD = None
-    if built_local is not None:  # before positions and exemplar texts are added to the rows
-        fresh: dict[str, list[dict]] = {a: [] for a in sorted(authors - reused)}
-        for row in rows:
-            if REGISTRY[row["negative_type"]].author_local and row["author_id"] in fresh:
-                fresh[row["author_id"]].append(dict(row))
-        built_local.update(fresh)
+    fresh: dict[str, list[dict]] = {a: [] for a in sorted(authors - reused)}
+    for row in rows:  # before positions and exemplar texts are added to the rows
+        if REGISTRY[row["negative_type"]].author_local and row["author_id"] in fresh:
+            fresh[row["author_id"]].append(dict(row))
     for row in rows:  # exemplar texts by id: workers send ids, not copies of the texts
         row["exemplars"] = [texts[t].text for t in row["exemplar_sources"]]
-    return _assign_positions(rows, random.Random(cfg.seed))
+    return PairBuild(_assign_positions(rows, random.Random(cfg.seed)), refused, fresh)
 
 
 def _exemplar_ids(task: Task, pool_of: dict, cfg: SynthesisConfig, rng: random.Random) -> list[str]:
@@ -382,25 +404,25 @@ def _exemplar_ids(task: Task, pool_of: dict, cfg: SynthesisConfig, rng: random.R
     return rng.sample(pool, k=min(cfg.num_exemplars, len(pool))) if pool else []
 
 
-def _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, counts, backend, sampling, cache_path, progress,
-                 dropped) -> dict[tuple[int, str], list[str]]:
-    """LLM negatives of the tasks at indices `todo` (the others' rows are reused), keyed by (task index, strategy)."""
+def _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, counts, llm: LLMSource | None,
+                 progress) -> tuple[dict[tuple[int, str], list[str]], dict[str, int]]:
+    """LLM negatives of the tasks at indices `todo` (the others' rows are reused), keyed by (task
+    index, strategy), and the count of outputs refused per reason."""
     from persrm_core.llm_negatives import llm_negatives
 
-    if backend is None:
+    if llm is None or llm.backend is None:
         raise ValueError(f"synthesis.negatives asks for {', '.join(counts)}, which need an LLM, but the "
                          "generation backend is `rules` (offline only); set generation.backend in params.yaml")
     subset = [tasks[i] for i in todo]
     # The exemplars each text's pairs will show: the first draw of its own random stream, as in _task_pairs.
     shown = [[texts[t].text for t in _exemplar_ids(t, exemplar_pool, cfg, task_rng(cfg.seed, t.text_id))]
              for t in subset]
-    kept, refused = llm_negatives(subset, shown, counts, backend, sampling, cache_path, progress=progress)
-    if dropped is not None:
-        dropped.update(refused)
+    kept, refused = llm_negatives(subset, shown, counts, llm.backend, llm.sampling, llm.cache_path,
+                                  progress=progress)
     out: dict[tuple[int, str], list[str]] = defaultdict(list)
     for j, strategy, text in kept:
         out[(todo[j], strategy)].append(text)
-    return dict(out)
+    return dict(out), dict(refused)
 
 
 def _chunk_pairs(chunk: range) -> list[dict]:

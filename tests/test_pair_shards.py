@@ -1,4 +1,4 @@
-"""Incremental synthetic pairs: author-local rows kept per author (`build_pairs(local_rows=...)` and
+"""Incremental synthetic pairs: author-local rows kept per author (`synthesize(reuse=...)` and
 the shards of `pipeline.synthetic_pairs`), and always the same pairs as a build from scratch."""
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from persrm_core.atomic import write_jsonl
 from persrm_core.config import load_settings
 from persrm_core.ingest import read_exemplars
 from persrm_core.records import Exemplar
-from persrm_core.synthesis import LOCAL_ROW_FIELDS, SynthesisConfig, build_pairs, plan_splits, split_text, text_id
+from persrm_core.synthesis import (LOCAL_ROW_FIELDS, SynthesisConfig, build_pairs, plan_splits, split_text, synthesize,
+                                   text_id)
 
 REPO = Path(__file__).resolve().parent.parent
 N_TEXTS = 6  # per author: the smoke profile's max_texts_per_author
@@ -269,7 +270,7 @@ def test_reused_authors_make_no_llm_request_and_the_pairs_equal_scratch(sample, 
     assert out["authors_rebuilt"] == sorted(authors)
 
 
-# --- build_pairs(local_rows=...) ------------------------------------------------------------------
+# --- synthesize(reuse=...) ------------------------------------------------------------------
 
 CFG = SynthesisConfig(seed=7, negatives={"cross_author": 1, "rule_perturbation": 2, "lexicon_swap": 1})
 
@@ -280,8 +281,8 @@ def corpus() -> list[Exemplar]:
 
 
 def test_local_rows_give_the_same_pairs_without_rebuilding_them(corpus, monkeypatch):
-    built: dict[str, list[dict]] = {}
-    full = build_pairs(corpus, CFG, progress=False, built_local=built)
+    first = synthesize(corpus, CFG, progress=False)
+    full, built = first.rows, first.built_local
     authors = sorted({e.author_id for e in corpus})
     assert sorted(built) == authors and all(built[a] for a in authors)
     assert all(list(r) == list(LOCAL_ROW_FIELDS) and r["negative_type"] != "cross_author"
@@ -292,8 +293,9 @@ def test_local_rows_give_the_same_pairs_without_rebuilding_them(corpus, monkeypa
     real = synthesis.perturb
     monkeypatch.setattr(synthesis, "perturb", lambda text, rng, n_factors: perturbed.append(text) or real(
         text, rng, n_factors=n_factors))
-    again: dict[str, list[dict]] = {}
-    assert build_pairs(corpus, CFG, progress=False, local_rows=reused, built_local=again) == full
+    made = synthesize(corpus, CFG, progress=False, reuse=reused)
+    again = made.built_local
+    assert made.rows == full
     assert json.dumps(reused, sort_keys=True) == snapshot  # the given rows are not modified
     assert sorted(again) == authors[3:] and again == {a: built[a] for a in authors[3:]}
     own = {e.text for e in corpus if e.author_id in reused}
@@ -303,14 +305,12 @@ def test_local_rows_give_the_same_pairs_without_rebuilding_them(corpus, monkeypa
 def test_local_rows_with_two_workers_equal_one_worker(corpus, monkeypatch):
     monkeypatch.setattr(synthesis, "PARALLEL_MIN_TASKS", 0)  # the forked pool even for this small corpus
     monkeypatch.setattr(synthesis, "CHUNK_TASKS", 7)
-    built: dict[str, list[dict]] = {}
-    full = build_pairs(corpus, CFG, progress=False, workers=1, built_local=built)
+    first = synthesize(corpus, CFG, progress=False, workers=1)
+    full, built = first.rows, first.built_local
     authors = sorted(built)
     reused = {a: built[a] for a in authors[1:4]}
-    out1: dict[str, list[dict]] = {}
-    out2: dict[str, list[dict]] = {}
-    one = build_pairs(corpus, CFG, progress=False, workers=1, local_rows=reused, built_local=out1)
-    two = build_pairs(corpus, CFG, progress=False, workers=2, local_rows=reused, built_local=out2)
-    assert one == two == full
-    assert out1 == out2 == {a: built[a] for a in authors if a not in reused}
+    one = synthesize(corpus, CFG, progress=False, workers=1, reuse=reused)
+    two = synthesize(corpus, CFG, progress=False, workers=2, reuse=reused)
+    assert one.rows == two.rows == full
+    assert one.built_local == two.built_local == {a: built[a] for a in authors if a not in reused}
     assert build_pairs(corpus, CFG, progress=False, workers=2) == full

@@ -14,12 +14,14 @@ from persrm_core.synthesis import (
     EVAL_SEEN,
     EVAL_UNSEEN,
     TRAIN,
+    LLMSource,
     SynthesisConfig,
     build_pairs,
     equalize_length,
     plan_splits,
     split_text,
     still_perturbed,
+    synthesize,
     text_id,
 )
 from persrm_core.style import measure
@@ -494,15 +496,15 @@ def test_llm_strategies_make_pairs_through_a_backend_and_are_cached(corpus, tmp_
     from persrm_core.generation import SamplingParams
 
     cfg = SynthesisConfig(seed=7, negatives={"style_imitation": 1, "random_style": 1})
-    backend, refused = CannedBackend(), {}
-    rows = build_pairs(corpus, cfg, progress=False, backend=backend, sampling=SamplingParams(),
-                       cache_path=tmp_path / "cache.jsonl", dropped=refused)
+    backend = CannedBackend()
+    llm = LLMSource(backend, SamplingParams(), tmp_path / "cache.jsonl")
+    made = synthesize(corpus, cfg, llm=llm, progress=False)
+    rows, refused = made.rows, made.refused
     assert {r["negative_type"] for r in rows} == {"style_imitation", "random_style"}
     for r in rows:
         assert abs(len(chosen(r)) - len(rejected(r))) <= max(len(w) for w in rejected(r).split()) + 1
     first_calls = backend.calls
-    again = build_pairs(corpus, cfg, progress=False, backend=backend, sampling=SamplingParams(),
-                        cache_path=tmp_path / "cache.jsonl")
+    again = synthesize(corpus, cfg, llm=llm, progress=False).rows
     assert again == rows and backend.calls == first_calls  # every answer came from the cache
     assert set(refused) >= {"empty", "identical"}
 
@@ -534,10 +536,8 @@ def test_adding_an_author_leaves_everyone_elses_splits_and_own_pairs_alone(corpu
     assert {t: s for t, s in after.items() if t in before} == before
     own = lambda rows: {r["pair_id"]: (r["response_a"], r["response_b"], r["split"]) for r in rows  # noqa: E731
                         if r["author_id"] != "zed" and r["negative_type"] != "cross_author"}
-    old_local: dict[str, list[dict]] = {}
-    new_local: dict[str, list[dict]] = {}
-    old_rows = build_pairs(corpus, cfg, progress=False, built_local=old_local)
-    new_rows = build_pairs(corpus + newcomer, cfg, progress=False, built_local=new_local)
+    old, new = synthesize(corpus, cfg, progress=False), synthesize(corpus + newcomer, cfg, progress=False)
+    old_rows, old_local, new_rows, new_local = old.rows, old.built_local, new.rows, new.built_local
     old_pairs, new_pairs = own(old_rows), own(new_rows)
     assert {r["negative_type"] for r in old_rows} == {"cross_author", "rule_perturbation", "lexicon_swap"}
     assert any(r["negative_source"] in {text_id(e) for e in newcomer} for r in new_rows if r["author_id"] != "zed")
