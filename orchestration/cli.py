@@ -87,7 +87,7 @@ def _fitted_evidence(args, s) -> Path | None:
 
 
 def _judge(args, pairs, s) -> list[dict]:
-    from persrm_core.judge import ModelJudge, baseline_judge
+    from persrm_core.judge import BaselineJudge, ModelJudge
 
     if args.baseline:
         evidence = None
@@ -97,7 +97,7 @@ def _judge(args, pairs, s) -> list[dict]:
                 raise InputError(Path(args.evidence) if args.evidence else s.paths.evidence,
                                  "no fitted evidence here (evidence.json); run `make demo` or "
                                  "`persrm run --select evidence_model`, or pass --evidence DIR")
-        return baseline_judge(args.baseline, pairs, seed=args.seed, both_orders=args.both_orders, evidence=evidence)
+        return BaselineJudge(args.baseline, args.seed, evidence).judge(pairs, both_orders=args.both_orders)
     from persrm_core.bundled_lm import is_bundled
 
     if not is_bundled(args.model) and not (Path(args.model).is_dir() and (Path(args.model) / "config.json").exists()):
@@ -172,7 +172,7 @@ def _dispatch(args) -> int:
         print(f"wrote {n} judgments ({valid} valid) to {args.out}")
         return 0
 
-    from persrm_core.judge import baseline_judge
+    from persrm_core.judge import BaselineJudge
     from persrm_core.metrics import judge_metrics
     from persrm_core.report import pick_examples, write_report
 
@@ -185,7 +185,7 @@ def _dispatch(args) -> int:
     for b in s.eval.baselines:
         if b in (args.baseline, "scalar_rm") or (b == "combined" and fitted is None):
             continue
-        judges[b] = baseline_judge(b, pairs, seed=args.seed, both_orders=both_orders, evidence=fitted)
+        judges[b] = BaselineJudge(b, args.seed, fitted).judge(pairs, both_orders=both_orders)
     metrics = {"judges": {n: judge_metrics(pairs, j) for n, j in judges.items()},
                "settings": {"pairs": str(args.pairs), "model": args.model, "both_orders": both_orders,
                             "evidence": str(fitted) if fitted else None, "profile": s.profile}}

@@ -12,6 +12,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from tqdm.auto import tqdm
 
@@ -213,6 +214,33 @@ def baseline_judge(name: str, pairs: Sequence[Pair], seed: int = 0, both_orders:
             r["choice_swapped"] = r["choice"]
             r["debiased_choice"] = r["choice"]
     return rows
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """Anything that judges pairs: the model judges (`ModelJudge`), the scalar reward model
+    (`persrm_core.scalar_rm.ScalarRMJudge`) and the training-free baselines (`BaselineJudge`).
+    One judgment dict a pair, in the pairs' order (`choice`, `score_a`, `score_b`, ...; with
+    `both_orders`, also the swapped reading and the debiased choice)."""
+
+    def judge(self, pairs: Sequence[Pair], both_orders: bool = False) -> list[dict]: ...
+
+
+@dataclass
+class BaselineJudge:
+    """A training-free baseline (`BASELINES`) behind the `Judge` protocol; `evidence` (an
+    `EvidenceModel` or its folder) is what `combined` weighs."""
+
+    name: str
+    seed: int = 0
+    evidence: EvidenceModel | str | Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in BASELINES:
+            raise ValueError(f"unknown baseline {self.name!r}; known: {', '.join(BASELINES)}")
+
+    def judge(self, pairs: Sequence[Pair], both_orders: bool = False) -> list[dict]:
+        return baseline_judge(self.name, pairs, seed=self.seed, both_orders=both_orders, evidence=self.evidence)
 
 
 def char_ngram_similarity(exemplars: Sequence[str], response_a: str, response_b: str) -> tuple[float, float]:

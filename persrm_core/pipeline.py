@@ -635,7 +635,7 @@ def real_author_eval_pairs(s: Settings) -> tuple[list[Pair], str | None]:
 
 
 def eval_report(s: Settings) -> dict:
-    from persrm_core.judge import GenerationSettings, ModelJudge, baseline_judge
+    from persrm_core.judge import GenerationSettings, ModelJudge
     from persrm_core.metrics import judge_metrics
     from persrm_core.report import NO_EVIDENCE, headline_rows, pick_examples, write_report
 
@@ -645,32 +645,17 @@ def eval_report(s: Settings) -> dict:
                              engine=s.eval.engine)
     judgments: dict[str, list[dict]] = {}
     real_judgments: dict[str, list[dict]] = {}
-    models = {"base": base_model_ref(s), "sft": str(s.paths.sft), "rft": str(s.paths.rft)}
-    judges: dict = {}
-    fitted = s.paths.evidence if (s.paths.evidence / "evidence.json").is_file() else None
-    for name, ref in models.items():
-        judge = judges[name] = ModelJudge(ref, s.render, gen, s.base_model.dtype, s.base_model.trust_remote_code,
-                                          evidence=fitted if name == "base" else None)
+    judges = eval_judges(s, gen)
+    for name, judge in judges.items():  # one loop for model judges and baselines alike
         judgments[name] = judge.judge(pairs, both_orders=s.eval.both_orders)
         if real and name != "base":  # the untrained base is judged on the eval split only (it never parses)
             real_judgments[name] = judge.judge(real, both_orders=s.eval.both_orders)
-        if name in s.eval.without_evidence and s.render.evidence:  # the same judge, no evidence block shown
+        if isinstance(judge, ModelJudge) and name in s.eval.without_evidence and s.render.evidence:
             blind = copy.copy(judge)  # the loaded model again (not a second copy in memory), no evidence shown
             blind.limits, blind.evidence = dataclasses.replace(judge.limits, evidence=False), None
             judgments[name + NO_EVIDENCE] = blind.judge(pairs, both_orders=s.eval.both_orders)
             if real and name != "base":
                 real_judgments[name + NO_EVIDENCE] = blind.judge(real, both_orders=s.eval.both_orders)
-    for name in s.eval.baselines:
-        if name == "scalar_rm":  # a Bradley-Terry scalar reward model trained on the same train split
-            judges[name] = _scalar_rm_judge(s)
-            judgments[name] = judges[name].judge(pairs, both_orders=s.eval.both_orders)
-            if real:
-                real_judgments[name] = judges[name].judge(real, both_orders=s.eval.both_orders)
-            continue
-        judgments[name] = baseline_judge(name, pairs, seed=s.seed, both_orders=s.eval.both_orders, evidence=fitted)
-        if real:
-            real_judgments[name] = baseline_judge(name, real, seed=s.seed, both_orders=s.eval.both_orders,
-                                                  evidence=fitted)
     metrics = {"judges": {n: judge_metrics(pairs, j, splits) for n, j in judgments.items()},
                "settings": {"profile": s.profile, "eval_pairs": len(pairs), "eval_data": eval_data_digest(pairs),
                             "base_model": s.base_model.name, "both_orders": s.eval.both_orders}}
@@ -726,7 +711,6 @@ def _by_exemplar_count(s: Settings, pairs: list[Pair], judges: dict, judgments: 
     at most `render.max_exemplars` of them, so their curve is flat beyond it."""
     from dataclasses import replace
 
-    from persrm_core.judge import baseline_judge
     from persrm_core.metrics import judge_metrics
 
     n_max = max((len(p.exemplars) for p in pairs), default=0)
@@ -740,11 +724,25 @@ def _by_exemplar_count(s: Settings, pairs: list[Pair], judges: dict, judgments: 
             else:
                 subset = [replace(p, exemplars=p.exemplars[:k]) for p in pairs]
                 # accuracy counts the first order's verdict, so one order is enough here
-                js = (judges[name].judge(subset, both_orders=False) if name in judges
-                      else baseline_judge(name, subset, seed=s.seed, both_orders=s.eval.both_orders,
-                                          evidence=s.paths.evidence))
+                js = judges[name].judge(subset, both_orders=False)
             out[name][str(k)] = judge_metrics(subset, js)["accuracy"]
     return out
+
+
+def eval_judges(s: Settings, gen) -> dict:
+    """Every judge the evaluation runs, by name, each behind the `persrm_core.judge.Judge` protocol:
+    the base, SFT and RFT model judges, then `eval.baselines` (the training-free ones over the fitted
+    evidence, and `scalar_rm`, a Bradley-Terry scalar reward model trained on the same train split)."""
+    from persrm_core.judge import BaselineJudge, ModelJudge
+
+    fitted = s.paths.evidence if (s.paths.evidence / "evidence.json").is_file() else None
+    judges: dict = {}
+    for name, ref in (("base", base_model_ref(s)), ("sft", str(s.paths.sft)), ("rft", str(s.paths.rft))):
+        judges[name] = ModelJudge(ref, s.render, gen, s.base_model.dtype, s.base_model.trust_remote_code,
+                                  evidence=fitted if name == "base" else None)
+    for name in s.eval.baselines:
+        judges[name] = _scalar_rm_judge(s) if name == "scalar_rm" else BaselineJudge(name, s.seed, fitted)
+    return judges
 
 
 def _scalar_rm_judge(s: Settings):

@@ -155,3 +155,24 @@ def test_smoothed_is_a_debiased_ema():
     assert smoothed([1.0, 1.0, 1.0]) == pytest.approx([1.0, 1.0, 1.0])  # no pull towards 0 at the start
     out = smoothed([0.0, 1.0] * 10)
     assert max(out[5:]) - min(out[5:]) < 0.5 < 1.0  # the zig-zag's swing shrinks
+
+
+def test_baselines_and_model_judges_share_one_protocol():
+    """`BaselineJudge` puts the training-free baselines behind the same `judge(pairs, both_orders)`
+    as the model judges, and refuses an unknown name up front."""
+    import pytest
+
+    from persrm_core.judge import BASELINES, BaselineJudge, Judge, ModelJudge, baseline_judge
+    from persrm_core.records import Pair
+
+    pairs = [Pair(pair_id=f"p{i}", author_id="a", exemplars=["short words here.", "more short words."],
+                  prompt="Say:", response_a="tiny." if i % 2 else "a much longer answer than the other one",
+                  response_b="a much longer answer than the other one" if i % 2 else "tiny.", label="A")
+             for i in range(6)]
+    judge = BaselineJudge("length", seed=3)
+    assert isinstance(judge, Judge)
+    assert judge.judge(pairs, both_orders=True) == baseline_judge("length", pairs, seed=3, both_orders=True)
+    assert [j["choice"] for j in judge.judge(pairs)] == ["A", "B", "A", "B", "A", "B"]
+    assert issubclass(ModelJudge, Judge)
+    with pytest.raises(ValueError, match="unknown baseline 'lenght'; known: " + ", ".join(BASELINES)):
+        BaselineJudge("lenght")
