@@ -13,6 +13,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from persrm_core.errors import InputError  # noqa: E402
 
+# persrm_core.judge.BASELINES, spelled here so `persrm --help` need not import the judging stack (tested equal)
+BASELINE_NAMES = ("random", "length", "stylometric", "ngram", "embedding", "combined")
 ASSET_KEYS = ["raw_exemplars", "synthetic_pairs", "filtered_corpus", "style_encoder", "evidence_model", "base_model",
               "sft_checkpoint", "rft_checkpoint", "scalar_rm", "eval_report"]
 
@@ -46,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
         who = j.add_mutually_exclusive_group(required=name == "judge")
         who.add_argument("--model", help="checkpoint directory: a Hugging Face model folder "
                                          "(config.json, weights, tokenizer)")
-        who.add_argument("--baseline", choices=["random", "length", "stylometric", "ngram", "embedding", "combined"])
+        who.add_argument("--baseline", choices=list(BASELINE_NAMES))
         j.add_argument("--evidence", default=None,
                        help="fitted evidence folder for --baseline combined (default: the profile's paths.evidence, "
                             "data/models/evidence after `make demo`); a --model checkpoint carries its own")
@@ -62,7 +64,22 @@ def _parser() -> argparse.ArgumentParser:
         j.add_argument("--seed", type=int, default=0)
         j.add_argument("--engine", choices=["transformers", "vllm"], default=None,
                        help="generation engine for --model (default: the profile's eval.engine; vllm needs a GPU)")
+        if name == "evaluate":
+            j.add_argument("--name", default=None,
+                           help="the judge's name in the report (default: the --model folder's name, e.g. rft, "
+                                "or the --baseline)")
     return p
+
+
+def judge_name(args) -> str:
+    """What `persrm evaluate` calls the judge under test: --name, the baseline, or the checkpoint
+    folder's name (`rft` for data/models/rft), never a baseline's name for a model."""
+    if getattr(args, "name", None):
+        return args.name
+    if args.baseline:
+        return args.baseline
+    name = Path(str(args.model or "model").rstrip("/")).name or "model"
+    return f"{name} (model)" if name in BASELINE_NAMES else name
 
 
 def _gen(args, s):
@@ -179,7 +196,7 @@ def _dispatch(args) -> int:
     # The pipeline's evaluation on the user's pairs: every baseline of the profile that needs no
     # training of its own (scalar_rm is a checkpoint of the chain), `combined` where fitted evidence
     # is found (--evidence, the checkpoint's own, or the profile's paths.evidence).
-    name = args.baseline or "model"
+    name = judge_name(args)
     fitted = _fitted_evidence(args, s)
     judges = {name: judgments}
     for b in s.eval.baselines:

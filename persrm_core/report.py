@@ -9,12 +9,15 @@ from pathlib import Path
 
 from persrm_core.atomic import write_json, write_text
 
-MODEL_JUDGES = ("base", "sft", "rft", "model")  # "model": a checkpoint `persrm evaluate` was given
+# The baselines are a closed, registered set (persrm_core.judge.BASELINES and the scalar RM); every
+# other judge is a model judge: base, sft, rft, their no-evidence runs, or the checkpoint a user
+# gave `persrm evaluate` under whatever name it has.
+BASELINE_JUDGES = ("random", "length", "stylometric", "ngram", "embedding", "combined", "scalar_rm")
 NO_EVIDENCE = "_no_evidence"  # a model judge judged again without the evidence block (`eval.without_evidence`)
 
 
 def is_model_judge(name: str) -> bool:
-    return name in MODEL_JUDGES or (name.endswith(NO_EVIDENCE) and name[: -len(NO_EVIDENCE)] in MODEL_JUDGES)
+    return name not in BASELINE_JUDGES
 
 
 def headline_rows(metrics: dict) -> list[dict]:
@@ -118,8 +121,9 @@ def verdict_sentences(metrics: dict) -> list[str]:
             word = "beat" if a > b else ("tied" if a == b else "did not beat")
             out.append(f"{new.upper()} {word} {old} on eval accuracy ({a:.3f} vs {b:.3f}; "
                        f"format-valid {j[new]['format_valid_rate']:.3f} vs {j[old]['format_valid_rate']:.3f}).")
-    key = next((k for k in ("rft", "sft", "model") if k in j), "rft")
-    out += rft_vs_best_baseline(j, "The judge" if key == "model" else key.upper(), key)
+    models = [k for k in j if is_model_judge(k) and k != "base" and not k.endswith(NO_EVIDENCE)]
+    key = next((k for k in ("rft", "sft") if k in j), models[0] if models else "rft")
+    out += rft_vs_best_baseline(j, key.upper() if key in ("rft", "sft") else f"The judge ({key})", key)
     for name in (n for n in j if n.endswith(NO_EVIDENCE) and n[: -len(NO_EVIDENCE)] in j):
         seen = name[: -len(NO_EVIDENCE)]
         out.append(f"Shown no evidence block, {seen.upper()} scored {j[name]['accuracy']:.3f} "

@@ -132,15 +132,16 @@ def test_evaluate_writes_metrics_and_report(smoke_root, tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     # the pipeline's evaluation: every baseline of the profile but the chain-trained scalar_rm, with
     # `combined` reading the evidence the checkpoint carries
-    assert set(metrics["judges"]) == {"model", "random", "length", "stylometric", "ngram", "combined"}
+    assert set(metrics["judges"]) == {"rft", "random", "length", "stylometric", "ngram", "combined"}
     assert metrics["settings"]["evidence"] == str(smoke_root / "data/models/rft/evidence")
     md = (out / "report.md").read_text()
     assert "## Judges on pairs.jsonl (6 pairs)" in md and "eval split" not in md
     summary = md.split("## Summary", 1)[1].split("\n## ", 1)[0]
-    assert "The judge " in summary and "the best baseline" in summary
+    assert "RFT did not beat the best baseline" in summary or "RFT beat the best baseline" in summary \
+        or "RFT tied the best baseline" in summary
     assert "Dataset and settings:" in (out / "report.html").read_text()
-    assert metrics["judges"]["model"]["n"] == 6
-    assert metrics["judges"]["model"]["position_consistency"] is not None
+    assert metrics["judges"]["rft"]["n"] == 6  # named after the checkpoint folder, not "model"
+    assert metrics["judges"]["rft"]["position_consistency"] is not None
     assert (out / "report.md").is_file() and (out / "report.html").is_file()
 
 
@@ -192,3 +193,25 @@ def test_a_config_typo_or_wrong_type_is_one_line_before_anything_runs(tmp_path, 
     assert main(["run", "--params", str(bad)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(bad) in err[0] and named in err[0], err
+
+
+def test_evaluate_names_the_judge_after_its_checkpoint_or_as_told():
+    import argparse
+
+    from orchestration.cli import BASELINE_NAMES, judge_name
+    from persrm_core.judge import BASELINES
+
+    assert BASELINE_NAMES == BASELINES
+    ns = lambda **kw: argparse.Namespace(**{"name": None, "baseline": None, "model": None, **kw})  # noqa: E731
+    assert judge_name(ns(model="data/models/rft/")) == "rft"
+    assert judge_name(ns(model="/x/combined")) == "combined (model)"  # never mistaken for the baseline
+    assert judge_name(ns(baseline="ngram")) == "ngram"
+    assert judge_name(ns(model="data/models/rft", name="judge-v2")) == "judge-v2"
+
+    from persrm_core.report import BASELINE_JUDGES, is_model_judge, verdict_sentences
+
+    assert BASELINE_JUDGES == (*BASELINES, "scalar_rm")
+    assert is_model_judge("judge-v2") and is_model_judge("rft_no_evidence") and not is_model_judge("combined")
+    said = verdict_sentences({"judges": {"judge-v2": {"accuracy": 0.9}, "ngram": {"accuracy": 0.8},
+                                         "random": {"accuracy": 0.5}}})
+    assert said == ["The judge (judge-v2) beat the best baseline, ngram (0.900 vs 0.800)."]
