@@ -116,9 +116,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _leave_process_group() -> None:
-    """Tear down the torch.distributed group before the interpreter exits. Left to interpreter
-    shutdown, a rank of a ZeRO-3 run can abort in C++ ("terminate called without an active
-    exception", exit -6) after the checkpoint was written, failing a finished run."""
+    """Tear down the torch.distributed group before the interpreter exits (see `_exit`)."""
     try:
         import torch.distributed as dist
     except ImportError:
@@ -128,5 +126,22 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
+def _exit(rc: int) -> None:
+    """Leave a finished rank of a multi-process run without interpreter teardown. Even with the
+    process group destroyed, a rank can abort in a C++ destructor at shutdown ("terminate called
+    without an active exception", exit -6: seen now and then in two-process SFT and GRPO runs)
+    after its checkpoint was written and its Pipes messages closed, and accelerate then fails the
+    whole finished run. Everything the run owes is done by now: outputs are published atomically,
+    the Pipes context is closed, and the streams are flushed here."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import logging
+
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _exit(main())
