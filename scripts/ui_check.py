@@ -1,7 +1,7 @@
 """`make ui-check`: start `dagster dev` on a free loopback port against the project's DAGSTER_HOME,
 make sure `eval_report` has a materialization to show, and take headless-Chromium screenshots of the
-asset graph, the per-author partitions of raw_exemplars and the synthetic_pairs, sft_checkpoint and
-eval_report asset pages into data/reports/ui/.
+asset graph, the per-author partitions of raw_exemplars, the synthetic_pairs, sft_checkpoint and
+eval_report asset pages, and the HTML report itself into data/reports/ui/.
 
 If the project's instance has no materialization of eval_report yet (or with --materialize), the smoke
 profile is run first through GraphQL (the bundled authors registered as partitions of raw_exemplars and
@@ -164,6 +164,16 @@ def main(argv: list[str] | None = None) -> int:
             ("sft_checkpoint", f"{server.url}/assets/sft_checkpoint",
              ["sft_checkpoint", "mean_token_accuracy_last"], TALL),
         ]
+        # The HTML report itself, as a person opens it: the newest of the project's and this
+        # script's smoke run's.
+        reports = [p for p in (REPO / "data/reports/eval/report.html", out / "smoke_root/data/reports/eval/report.html")
+                   if p.is_file()]
+        if reports:
+            report = max(reports, key=lambda p: p.stat().st_mtime)
+            pages.append(("report", report.as_uri(), ["Does the trained judge beat every baseline",
+                                                      "Dataset and settings"], TALL))
+        else:
+            log("no report.html found to screenshot")
         for name, url, expected, window in pages:
             png = out / f"{name}.png"
             png.unlink(missing_ok=True)
