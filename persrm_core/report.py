@@ -17,7 +17,7 @@ NO_EVIDENCE = "_no_evidence"  # a model judge judged again without the evidence 
 
 
 def is_model_judge(name: str) -> bool:
-    return name not in BASELINE_JUDGES
+    return name.removesuffix(NO_EVIDENCE) not in BASELINE_JUDGES
 
 
 def headline_rows(metrics: dict) -> list[dict]:

@@ -212,6 +212,7 @@ def test_evaluate_names_the_judge_after_its_checkpoint_or_as_told():
 
     assert BASELINE_JUDGES == (*BASELINES, "scalar_rm")
     assert is_model_judge("judge-v2") and is_model_judge("rft_no_evidence") and not is_model_judge("combined")
+    assert not is_model_judge("ngram_no_evidence")
     said = verdict_sentences({"judges": {"judge-v2": {"accuracy": 0.9}, "ngram": {"accuracy": 0.8},
                                          "random": {"accuracy": 0.5}}})
     assert said == ["The judge (judge-v2) beat the best baseline, ngram (0.900 vs 0.800)."]
