@@ -90,20 +90,20 @@ def corpus_labels_balanced(compute: ComputeProfile, store: ArtifactStore) -> Ass
                                       "max_skew": round(worst, 4)})
 
 
-def previous_metadata(context: AssetCheckExecutionContext, key: str, field: str):
-    """`field` of the asset's materialization before the current one (None when there is none)."""
+def previous_metadata(context: AssetCheckExecutionContext, key: str) -> dict:
+    """The metadata values of the asset's materialization before the current one ({} when there is
+    none), read from the instance once."""
     records = context.instance.fetch_materializations(AssetKey(key), limit=2).records
     if len(records) < 2:
-        return None
-    value = records[1].asset_materialization.metadata.get(field)
-    return None if value is None else value.value
+        return {}
+    return {k: v.value for k, v in records[1].asset_materialization.metadata.items()}
 
 
 @asset_check(asset=filtered_corpus, blocking=False,
              description="Warns when response lengths or the negative-type mix shift against the previous materialization.")
 def corpus_distribution_stable(context: AssetCheckExecutionContext, compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
     current = corpus_stats(pl.concat(list(_corpus(compute, store).values())))
-    previous = previous_metadata(context, "filtered_corpus", "stats")
+    previous = previous_metadata(context, "filtered_corpus").get("stats")
     shifts = stats_shift(previous, current) if previous else []
     return AssetCheckResult(passed=not shifts, severity=AssetCheckSeverity.WARN,
                             metadata={"current": current, "previous": previous or "none (first materialization)",
@@ -142,16 +142,17 @@ def rft_problems(judges: dict[str, dict], baselines: list[str], previous_rft: fl
 def rft_beats_baselines(context: AssetCheckExecutionContext, compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
     import json
 
+    from persrm_core.report import is_model_judge
+
     s = compute.settings(store)
     metrics = json.loads((s.paths.report / "metrics.json").read_text())
-    baselines = [n for n in metrics["judges"] if n not in ("base", "sft", "rft")]
-    previous = comparable_previous_rft(
-        {f: previous_metadata(context, "eval_report", f) for f in ("profile", "eval_data", "accuracy_rft")},
-        s.profile, metrics.get("settings", {}).get("eval_data"))
+    baselines = [n for n in metrics["judges"] if not is_model_judge(n)]
+    previous = comparable_previous_rft(previous_metadata(context, "eval_report"), s.profile,
+                                       metrics.get("settings", {}).get("eval_data"))
     problems = rft_problems(metrics["judges"], baselines, previous)
     real = metrics.get("real_authors", {}).get("judges")
     if real:
-        problems += rft_problems(real, [n for n in real if n not in ("base", "sft", "rft")], None, "real authors")
+        problems += rft_problems(real, [n for n in real if not is_model_judge(n)], None, "real authors")
     return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.WARN,
                             metadata={"rft_accuracy": metrics["judges"].get("rft", {}).get("accuracy"),
                                       "baselines": {b: metrics["judges"][b]["accuracy"] for b in baselines},

@@ -123,8 +123,8 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
     _publish_pair_shards(shards_dir, manifest, keys, built)
     if reused:
         log.info("synthetic pairs: author-local rows of %d author(s) reused, %d rebuilt", len(reused), len(built))
-    llm = uses_llm(s.synthesis.negatives) and s.generation.backend != "rules"
-    return {"pairs": df.height, "backend": s.generation.backend if llm else "rules (offline)",
+    llm_on = uses_llm(s.synthesis.negatives) and s.generation.backend != "rules"
+    return {"pairs": df.height, "backend": s.generation.backend if llm_on else "rules (offline)",
             "llm_outputs_refused": refused,
             "by_negative_type": dict(Counter(df["negative_type"].to_list())),
             "by_split": dict(Counter(df["split"].to_list())),

@@ -8,11 +8,12 @@ import shutil
 from pathlib import Path
 
 from persrm_core.atomic import write_json, write_text
+from persrm_core.judge import BASELINES
 
-# The baselines are a closed, registered set (persrm_core.judge.BASELINES and the scalar RM); every
+# The baselines are a closed, registered set (the training-free ones and the scalar RM); every
 # other judge is a model judge: base, sft, rft, their no-evidence runs, or the checkpoint a user
 # gave `persrm evaluate` under whatever name it has.
-BASELINE_JUDGES = ("random", "length", "stylometric", "ngram", "embedding", "combined", "scalar_rm")
+BASELINE_JUDGES = (*BASELINES, "scalar_rm")
 NO_EVIDENCE = "_no_evidence"  # a model judge judged again without the evidence block (`eval.without_evidence`)
 
 
