@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from persrm_core.perturb import MEASURED_BY, perturb
-from persrm_core.strategies import CROSS_AUTHOR, REGISTRY, STRATEGIES, check_known, enabled
+from persrm_core.strategies import CROSS_AUTHOR, REGISTRY, check_known, enabled
+from persrm_core.strategies import strategy as registered
 from persrm_core.style import measure
 from persrm_core.records import Exemplar
 
@@ -475,12 +476,10 @@ def _task_pairs(i: int) -> list[dict]:
     return rows
 
 
-def _negative(name: str, task: Task, w: _World, i: int, rng: random.Random,
+def _negative(strategy: str, task: Task, w: _World, i: int, rng: random.Random,
               k: int = 0) -> tuple[str, list[str], str | None] | None:
-    cfg, strategy = w.cfg, name
-    if strategy not in REGISTRY:
-        raise ValueError(f"unknown negative strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
-    if REGISTRY[strategy].needs_llm:
+    cfg = w.cfg
+    if registered(strategy).needs_llm:  # an unknown name is a ValueError naming the known ones
         outputs = w.llm.get((i, strategy), [])
         return (outputs[k], [], None) if k < len(outputs) else None
     if strategy == "rule_perturbation":
@@ -507,7 +506,7 @@ def _negative(name: str, task: Task, w: _World, i: int, rng: random.Random,
 
         made = minimal_swap(task.continuation, rng)
         return None if made is None else (made[0], [], None)
-    raise ValueError(f"unknown negative strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
+    raise ValueError(f"negative strategy {strategy!r} is registered but synthesis has no implementation of it")
 
 
 def _assign_positions(rows: list[dict], rng: random.Random) -> list[dict]:
