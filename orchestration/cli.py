@@ -64,6 +64,10 @@ def _parser() -> argparse.ArgumentParser:
         j.add_argument("--seed", type=int, default=0)
         j.add_argument("--engine", choices=["transformers", "vllm"], default=None,
                        help="generation engine for --model (default: the profile's eval.engine; vllm needs a GPU)")
+        j.add_argument("--closing", choices=["constrained", "free"], default=None,
+                       help="constrained: an unreadable Scores/Verdict block is decoded again under the format, "
+                            "keeping the model's rationale (transformers engine); free: as generated "
+                            "(default: the profile's eval.closing)")
         if name == "evaluate":
             j.add_argument("--name", default=None,
                            help="the judge's name in the report (default: the --model folder's name, e.g. rft, "
@@ -87,7 +91,8 @@ def _gen(args, s):
 
     return GenerationSettings(batch_size=args.batch_size or s.eval.batch_size,
                               max_new_tokens=args.max_new_tokens or s.eval.max_new_tokens,
-                              engine=args.engine or s.eval.engine)
+                              engine=args.engine or s.eval.engine,
+                              closing=args.closing or ("free" if args.engine == "vllm" else s.eval.closing))
 
 
 def _fitted_evidence(args, s) -> Path | None:

@@ -89,6 +89,7 @@ class EvalSettings:
     batch_size: int = 16
     max_new_tokens: int = 96
     engine: str = "transformers"  # transformers | vllm (where installed; the gpu profile)
+    closing: str = "constrained"  # constrained: unreadable closings decoded under the format (transformers) | free
     examples: int = 4
     exemplar_count_judges: list[str] = field(default_factory=lambda: ["rft", "stylometric", "ngram"])
     without_evidence: list[str] = field(default_factory=list)  # model judges judged again with no evidence block
@@ -257,7 +258,8 @@ def _generation(data: dict, root: Path, params_path: Path) -> BackendSettings:
     return g
 
 
-CHOICES = {("sft", "traces"): ("offline", "teacher"), ("sft", "teacher_fallback"): ("none", "offline")}
+CHOICES = {("sft", "traces"): ("offline", "teacher"), ("sft", "teacher_fallback"): ("none", "offline"),
+           ("eval", "closing"): ("constrained", "free"), ("eval", "engine"): ("transformers", "vllm")}
 
 
 def _check_choices(merged: dict, params_path: Path) -> None:
@@ -266,6 +268,10 @@ def _check_choices(merged: dict, params_path: Path) -> None:
         value = (merged.get(section) or {}).get(key)
         if value is not None and value not in allowed:
             raise InputError(params_path, f"{value!r} is not one of {', '.join(allowed)}", f"{section}.{key}")
+    ev = merged.get("eval") or {}
+    if ev.get("engine") == "vllm" and ev.get("closing", "constrained") == "constrained":
+        raise InputError(params_path, "a constrained closing needs the transformers engine; with engine vllm "
+                                      "set closing: free", "eval.closing")
     from persrm_core.training import REPORTERS
 
     for section in ("sft", "rft"):

@@ -56,6 +56,13 @@ class GenerationSettings:
     do_sample: bool = False  # deterministic (greedy) decoding by default
     temperature: float = 1.0
     engine: str = "transformers"  # transformers (batched generate, CPU or GPU) | vllm (GPU; the `gpu` extra)
+    closing: str = "constrained"  # constrained (persrm_core.closing; transformers engine) | free
+
+    def __post_init__(self):
+        if self.closing not in ("constrained", "free"):
+            raise ValueError(f"closing must be constrained or free, not {self.closing!r}")
+        if self.closing == "constrained" and self.engine == "vllm":
+            raise ValueError("a constrained closing needs the transformers engine; with vllm set closing: free")
 
 
 class ModelJudge:
@@ -108,6 +115,14 @@ class ModelJudge:
         return read_pairs(self.evidence, [(list(p.exemplars), p.response_a, p.response_b) for p in pairs])
 
     def generate(self, pairs: Sequence[Pair], desc: str = "judging", evs: Sequence | None = None) -> list[str]:
+        """The judge's outputs, closings constrained when `gen.closing` says so."""
+        return [text for text, _ in self.outputs(pairs, desc, evs)]
+
+    def outputs(self, pairs: Sequence[Pair], desc: str = "judging",
+                evs: Sequence | None = None) -> list[tuple[str, bool]]:
+        """(output, its own closing parsed) for each pair: greedy generation, then, with
+        `gen.closing: constrained`, the unreadable closings decoded under the format
+        (persrm_core.closing)."""
         import torch
 
         evs = self.read_evidence(pairs) if evs is None else evs
@@ -118,7 +133,8 @@ class ModelJudge:
 
             params = SamplingParams(temperature=self.gen.temperature if self.gen.do_sample else 0.0, top_p=1.0,
                                     max_tokens=self.gen.max_new_tokens)
-            return self.engine.generate([GenRequest(tuple(m), "judge") for m in messages], params)
+            texts = self.engine.generate([GenRequest(tuple(m), "judge") for m in messages], params)
+            return [(t, parse_verdict(t).valid) for t in texts]
         prompts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
                    for m in messages]
         outputs: list[str] = []
@@ -133,7 +149,11 @@ class ModelJudge:
                     pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
             new = out[:, batch["input_ids"].shape[1]:]
             outputs += self.tokenizer.batch_decode(new, skip_special_tokens=True)
-        return outputs
+        if self.gen.closing == "free":
+            return [(t, parse_verdict(t).valid) for t in outputs]
+        from persrm_core.closing import constrain_closings
+
+        return constrain_closings(self.model, self.tokenizer, self.device, prompts, outputs, self.gen.batch_size)
 
     def judge(self, pairs: Sequence[Pair], both_orders: bool = False) -> list[dict]:
         from persrm_core.rationale import rationale_problems
@@ -143,12 +163,14 @@ class ModelJudge:
         if both_orders:
             evs = evs + [None if e is None else e.swapped() for e in evs]
         todo = pairs + ([swapped(p) for p in pairs] if both_orders else [])
-        texts = self.generate(todo, evs=evs)
+        outs = self.outputs(todo, evs=evs)
+        texts = [t for t, _ in outs]
         results = []
         for i, pair in enumerate(pairs):
             v = parse_verdict(texts[i])
             row = {"pair_id": pair.pair_id, "choice": v.choice, "scores": list(v.scores) if v.scores else None,
-                   "rationale": v.rationale if v.valid else texts[i].strip()}
+                   "rationale": v.rationale if v.valid else texts[i].strip(),
+                   "format_valid": outs[i][1]}  # the judge's own closing parsed (before any constraint)
             if v.valid and evs[i] is not None and evs[i].weighed is not None:
                 row["rationale_true"] = not rationale_problems(v.rationale, evs[i], v.choice)
             if both_orders:

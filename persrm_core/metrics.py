@@ -40,7 +40,7 @@ def judge_metrics(pairs: Sequence[Pair], judgments: Sequence[dict],
             raise ValueError(f"judgment for {j['pair_id']!r} is not in the order of the pairs ({pair.pair_id!r})")
         hit = int(j["choice"] == pair.label)
         hits.append(hit)
-        valid.append(int(j["choice"] is not None))
+        valid.append(int(j.get("format_valid", j["choice"] is not None)))  # the judge's own output parsed
         by_type[pair.negative_type or "unknown"].append(hit)
         if (p := _chosen_probability(j)) is not None:
             confidence.append((p, hit))

@@ -642,7 +642,7 @@ def eval_report(s: Settings) -> dict:
     pairs, splits = eval_pairs(s)
     real, real_skipped = real_author_eval_pairs(s)
     gen = GenerationSettings(batch_size=s.eval.batch_size, max_new_tokens=s.eval.max_new_tokens,
-                             engine=s.eval.engine)
+                             engine=s.eval.engine, closing=s.eval.closing)
     judgments: dict[str, list[dict]] = {}
     real_judgments: dict[str, list[dict]] = {}
     judges = eval_judges(s, gen)

@@ -159,7 +159,7 @@ def test_judge_with_vllm_engine_names_the_gpu_extra_when_vllm_is_missing(tmp_pat
                TinyModelConfig(vocab_size=300, hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
                                intermediate_size=32, max_positions=256))
     with pytest.raises(RuntimeError, match=r"\.\[gpu\]"):
-        ModelJudge(str(tmp_path / "m"), gen=GenerationSettings(engine="vllm"))
+        ModelJudge(str(tmp_path / "m"), gen=GenerationSettings(engine="vllm", closing="free"))
 
 
 def test_run_answers_a_bad_profile_in_one_line_before_dagster_starts(capsys, tmp_path):
@@ -183,6 +183,8 @@ def test_run_answers_a_bad_profile_in_one_line_before_dagster_starts(capsys, tmp
     (("    teacher_fallback: none", "    teacher_fallback: offlne"), "sft.teacher_fallback: 'offlne' is not one of"),
     (("    without_evidence: []", "    without_evidence: [ngram]"), "eval.without_evidence: ['ngram']"),
     (("    report_to: none  # training logs", "    report_to: tensorbord  # training logs"), "sft.report_to: ['tensorbord']"),
+    (("    closing: constrained", "    closing: strict"), "eval.closing: 'strict' is not one of constrained, free"),
+    (("    engine: transformers  #", "    engine: vllm  #"), "eval.closing: a constrained closing needs the transformers engine"),
 ])
 def test_a_config_typo_or_wrong_type_is_one_line_before_anything_runs(tmp_path, capsys, edit, named):
     text = (REPO / "params.yaml").read_text()
