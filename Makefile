@@ -25,7 +25,7 @@ TORCH_SOURCE := $(shell if [ -n "$$PIP_FIND_LINKS" ]; then echo "--find-links $$
 	elif [ -d /opt/wheels ]; then echo "--find-links /opt/wheels"; \
 	else echo "--extra-index-url https://download.pytorch.org/whl/cpu --index-strategy unsafe-best-match"; fi)
 
-.PHONY: install demo test test-distributed ui ui-check repro bench clean-data
+.PHONY: install demo test test-distributed ui ui-check repro dvc-yaml bench clean-data
 
 install: $(STAMP)
 
@@ -63,6 +63,10 @@ ui-check: install
 
 repro: install
 	$(DVC) repro
+
+# dvc.yaml from the stages' @stage declarations (persrm_core/pipeline/stages.py): params and code deps
+dvc-yaml: install
+	$(BIN)/python -m persrm_core.pipeline.dvc_yaml --write
 
 # Measure stage times, synthesis/filter throughput at 10k-1M pairs, training tokens/s and judging
 # pairs/s; appends a dated section to BENCHMARKS.md (about 15 minutes; BENCH_ARGS=--full adds 1M-pair synthesis).

@@ -35,9 +35,9 @@ from assets.configs import (
 from assets.resources import ArtifactStore, ComputeProfile, GenerationBackend
 from persrm_core import pipeline
 from persrm_core.config import default_params_path
-from persrm_core.launch import dagster_pipes
 from persrm_core.locking import artifact_lock
 from persrm_core.redact import redact
+from persrm_core.training.launch import PipesRunner
 
 GROUP = "persrm"
 # Every asset below the ingested exemplars rebuilds when its inputs change, once none of them is
@@ -185,6 +185,15 @@ def _result(compute: ComputeProfile, metadata: dict) -> MaterializeResult:
     return MaterializeResult(metadata={k: _relative(v, project) for k, v in metadata.items()})
 
 
+def _with_child_report(out: dict, runner: PipesRunner) -> dict:
+    """The stage's summary plus what the training process reported through Pipes and the summary
+    lacks (its step count, run time, final averages); nothing is added when training ran in-process."""
+    for report in runner.reports:
+        for key, value in report.items():
+            out.setdefault(key, value)
+    return redact(out)
+
+
 def _checkpoint_result(compute: ComputeProfile, out: dict, curve_key: str) -> MaterializeResult:
     """A training stage's summary as metadata, its curve as a table, its checkpoint as a path."""
     curve = out.pop("curve")
@@ -329,9 +338,10 @@ def base_model(context: AssetExecutionContext, config: BaseModelConfig, compute:
 def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: ComputeProfile,
                     store: ArtifactStore) -> MaterializeResult:
     s = _settings(config, compute, store)
-    with artifact_lock(s.paths.sft), dagster_pipes(context, PipesSubprocessClient()):
-        out = redact(pipeline.sft_checkpoint(s))
-    return _checkpoint_result(compute, out, "loss")
+    runner = PipesRunner(context, PipesSubprocessClient())
+    with artifact_lock(s.paths.sft):
+        out = redact(pipeline.sft_checkpoint(s, runner=runner))
+    return _checkpoint_result(compute, _with_child_report(out, runner), "loss")
 
 
 @asset(group_name=GROUP, code_version=code_version("rft_checkpoint"), automation_condition=REBUILD,
@@ -340,9 +350,10 @@ def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: C
 def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, compute: ComputeProfile,
                     store: ArtifactStore) -> MaterializeResult:
     s = _settings(config, compute, store)
-    with artifact_lock(s.paths.rft), dagster_pipes(context, PipesSubprocessClient()):
-        out = redact(pipeline.rft_checkpoint(s))
-    return _checkpoint_result(compute, out, "reward")
+    runner = PipesRunner(context, PipesSubprocessClient())
+    with artifact_lock(s.paths.rft):
+        out = redact(pipeline.rft_checkpoint(s, runner=runner))
+    return _checkpoint_result(compute, _with_child_report(out, runner), "reward")
 
 
 @asset(group_name=GROUP, code_version=code_version("scalar_rm"), automation_condition=REBUILD,

@@ -9,35 +9,19 @@ from dagster import AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeve
 
 from assets.chain import eval_report, filtered_corpus, synthetic_pairs
 from assets.resources import ArtifactStore, ComputeProfile
-from persrm_core.corpus import check_no_leakage, corpus_stats, stats_shift
+from persrm_core.data import gates
+from persrm_core.data.corpus import corpus_stats, stats_shift
 
-# Column -> the Polars dtype every corpus file must have (the pair record plus what the filter needs).
-CORPUS_SCHEMA = {
-    "pair_id": pl.String, "author_id": pl.String, "exemplars": pl.List(pl.String), "prompt": pl.String,
-    "response_a": pl.String, "response_b": pl.String, "label": pl.String, "negative_type": pl.String,
-    "split": pl.String, "chosen_source": pl.String,
-}
 CORPUS_FILES = ("train.parquet", "eval.parquet")
 
 
-def _corpus(compute: ComputeProfile, store: ArtifactStore) -> dict[str, pl.DataFrame]:
+def _corpus(compute: ComputeProfile, store: ArtifactStore) -> tuple[pl.DataFrame, pl.DataFrame]:
     s = compute.settings(store)
-    return {f: pl.read_parquet(s.paths.corpus / f) for f in CORPUS_FILES}
+    return tuple(pl.read_parquet(s.paths.corpus / f) for f in CORPUS_FILES)
 
 
-def schema_problems(frames: dict[str, pl.DataFrame]) -> list[str]:
-    problems = []
-    for name, df in frames.items():
-        for col, dtype in CORPUS_SCHEMA.items():
-            if col not in df.columns:
-                problems.append(f"{name}: missing column {col}")
-            elif df.schema[col] != dtype:
-                problems.append(f"{name}: column {col} is {df.schema[col]}, expected {dtype}")
-        if "label" in df.columns and (bad := set(df["label"].unique().to_list()) - {"A", "B"}):
-            problems.append(f"{name}: labels other than A/B: {sorted(map(str, bad))}")
-        if "pair_id" in df.columns and df["pair_id"].n_unique() != df.height:
-            problems.append(f"{name}: duplicate pair_id values")
-    return problems
+def _gate(passed: bool, metadata: dict) -> AssetCheckResult:
+    return AssetCheckResult(passed=passed, severity=AssetCheckSeverity.ERROR, metadata=metadata)
 
 
 @asset_check(asset=synthetic_pairs, blocking=False,
@@ -52,42 +36,26 @@ def every_author_has_pairs(compute: ComputeProfile, store: ArtifactStore) -> Ass
                             metadata={"authors_without_pairs": missing or "none"})
 
 
+# The corpus gates live in persrm_core.data.gates (tested there on frames of their own); the stage
+# publishes the corpus and these blocking checks stop everything downstream of a bad one.
 @asset_check(asset=filtered_corpus, blocking=True, description="Both corpus files have the pair schema, A/B labels, unique ids.")
 def corpus_schema(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
-    problems = schema_problems(_corpus(compute, store))
-    return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
-                            metadata={"problems": "; ".join(problems) or "none"})
+    return _gate(*gates.schema(*_corpus(compute, store)))
 
 
 @asset_check(asset=filtered_corpus, blocking=True, description="Train, eval_seen and eval_unseen each hold pairs.")
 def corpus_not_empty(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
-    frames = _corpus(compute, store)
-    counts = {"train": frames["train.parquet"].height,
-              **{s: frames["eval.parquet"].filter(pl.col("split") == s).height for s in ("eval_seen", "eval_unseen")}}
-    return AssetCheckResult(passed=min(counts.values()) > 0, severity=AssetCheckSeverity.ERROR, metadata=counts)
+    return _gate(*gates.not_empty(*_corpus(compute, store)))
 
 
 @asset_check(asset=filtered_corpus, blocking=True, description="No eval text or unseen author in train.")
 def corpus_has_no_leakage(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
-    frames = _corpus(compute, store)
-    problems = check_no_leakage(frames["train.parquet"], frames["eval.parquet"])
-    return AssetCheckResult(passed=not problems, severity=AssetCheckSeverity.ERROR,
-                            metadata={"problems": "; ".join(problems) or "none"})
+    return _gate(*gates.no_leakage(*_corpus(compute, store)))
 
 
 @asset_check(asset=filtered_corpus, blocking=True, description="Label A share within 50% +/- max_label_skew per split.")
 def corpus_labels_balanced(compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
-    s = compute.settings(store)
-    df = pl.concat(list(_corpus(compute, store).values()))
-    shares = {r["split"]: round(r["share"], 4) for r in
-              df.group_by("split").agg((pl.col("label") == "A").mean().alias("share")).to_dicts()}
-    by_type = {f"{r['split']}/{r['negative_type']}": round(r["share"], 4) for r in
-               df.group_by("split", "negative_type").agg((pl.col("label") == "A").mean().alias("share"))
-               .sort("split", "negative_type").to_dicts()}
-    worst = max(abs(v - 0.5) for v in shares.values())
-    return AssetCheckResult(passed=worst <= s.filter.max_label_skew + 1e-9, severity=AssetCheckSeverity.ERROR,
-                            metadata={"label_A_share": shares, "label_A_share_by_negative_type": by_type,
-                                      "max_skew": round(worst, 4)})
+    return _gate(*gates.labels_balanced(*_corpus(compute, store), compute.settings(store).filter.max_label_skew))
 
 
 def previous_metadata(context: AssetCheckExecutionContext, key: str) -> dict:
@@ -102,7 +70,7 @@ def previous_metadata(context: AssetCheckExecutionContext, key: str) -> dict:
 @asset_check(asset=filtered_corpus, blocking=False,
              description="Warns when response lengths or the negative-type mix shift against the previous materialization.")
 def corpus_distribution_stable(context: AssetCheckExecutionContext, compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
-    current = corpus_stats(pl.concat(list(_corpus(compute, store).values())))
+    current = corpus_stats(pl.concat(list(_corpus(compute, store))))
     previous = previous_metadata(context, "filtered_corpus").get("stats")
     shifts = stats_shift(previous, current) if previous else []
     return AssetCheckResult(passed=not shifts, severity=AssetCheckSeverity.WARN,
@@ -142,7 +110,7 @@ def rft_problems(judges: dict[str, dict], baselines: list[str], previous_rft: fl
 def rft_beats_baselines(context: AssetCheckExecutionContext, compute: ComputeProfile, store: ArtifactStore) -> AssetCheckResult:
     import json
 
-    from persrm_core.report import is_model_judge
+    from persrm_core.evaluation.report import is_model_judge
 
     s = compute.settings(store)
     metrics = json.loads((s.paths.report / "metrics.json").read_text())

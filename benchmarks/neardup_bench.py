@@ -1,4 +1,4 @@
-"""Benchmark for persrm_core.neardup: MinHash + LSH near-duplicate search at 10k to 1M texts.
+"""Benchmark for persrm_core.data.neardup: MinHash + LSH near-duplicate search at 10k to 1M texts.
 
 `benchmark(sizes, seed)` returns one dict per measurement:
 
@@ -37,7 +37,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from persrm_core import neardup as nd  # noqa: E402
+from persrm_core.data import minhash as mh  # noqa: E402
+from persrm_core.data import neardup as nd  # noqa: E402
 
 
 def _vocabulary(rng: np.random.Generator, size: int = 20_000) -> pl.Series:
@@ -117,12 +118,12 @@ def _gates(texts: pl.Series, threshold: float, num_perm: int) -> tuple[dict, dic
     """The corpus filter's three near-duplicate gates over one set of texts, shingled once:
     clusters of near-duplicate texts, train (first 80%) vs eval (last 20%) leakage, and the
     row-wise similarity of n (text, other text) pairs. Returns (wall, cpu) seconds per stage."""
-    bands, rows = nd.choose_bands(num_perm, threshold)
+    bands, rows = mh.choose_bands(num_perm, threshold)
     n, cut = len(texts), int(len(texts) * 0.8)
     state: dict = {}
     stages = {
         "shingle_sets": lambda: state.update(sets=nd.shingle_sets(texts)),
-        "signatures": lambda: state.update(sigs=nd.minhash_signatures(state["sets"], num_perm)),
+        "signatures": lambda: state.update(sigs=mh.minhash_signatures(state["sets"], num_perm)),
         "lsh": lambda: state.update(cands=nd.lsh_candidates(state["sigs"], bands, rows)),
         "verify": lambda: state.update(pairs=nd._verify(state["cands"], state["sets"], None, threshold,
                                                         "word3", 0)),
@@ -145,10 +146,10 @@ def measure_scale(path: str, repeats: int = 3, threshold: float = 0.8, num_perm:
     texts = pl.read_parquet(path)["text"]
     planted = np.load(path + ".planted.npy")
     rss_input = _peak_rss_mb()
-    bands, rows = nd.choose_bands(num_perm, threshold)
+    bands, rows = mh.choose_bands(num_perm, threshold)
     # 1. The search on its own, from texts: signatures, LSH candidates, exact verification.
     _reset_hwm()
-    sig_w, sig_c, sigs = _timed(lambda: nd.minhash_signatures(texts, num_perm), repeats)
+    sig_w, sig_c, sigs = _timed(lambda: mh.minhash_signatures(texts, num_perm), repeats)
     lsh_w, lsh_c, cands = _timed(lambda: nd.lsh_candidates(sigs, bands, rows), repeats)
     ver_w, ver_c, pairs = _timed(lambda: nd._verify(cands, texts, None, threshold, "word3", 0), repeats)
     hwm_search = _hwm_mb()
@@ -214,8 +215,8 @@ def measure_shingles(seed: int = 0, n: int = 20_000, repeats: int = 3) -> list[d
     base, _ = make_corpus(n, seed, dup_rate=0)
     out = []
     for shingle in ("word2", "word3", "char5"):
-        wall, cpu, _ = _timed(lambda: nd.minhash_signatures(base, shingle=shingle), repeats)
-        offsets, _ = nd._shingle_hashes(base.head(2000), shingle)
+        wall, cpu, _ = _timed(lambda: mh.minhash_signatures(base, shingle=shingle), repeats)
+        offsets, _ = mh._shingle_hashes(base.head(2000), shingle)
         row = {"kind": "shingles", "shingle": shingle, "n": n, "signatures_s": round(wall, 2),
                "signatures_cpu_s": round(cpu, 2), "shingles_per_text": round(offsets[-1] / 2000, 1)}
         for words in (20, 60, 120):

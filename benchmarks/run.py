@@ -47,7 +47,7 @@ def scaled_exemplars(n_texts: int, seed: int = 0, texts_per_author: int = 26):
     word runs (as real authors do; re-used sentences would make every text a near-duplicate)."""
     import random
 
-    from persrm_core.ingest import read_exemplars
+    from persrm_core.data.ingest import read_exemplars
     from persrm_core.records import Exemplar
 
     base = read_exemplars(REPO / "data" / "raw", 2)
@@ -83,7 +83,7 @@ def child_synthesis(pairs: int, workers: int, out: str | None = None) -> dict:
     import polars as pl
 
     from persrm_core.config import load_settings
-    from persrm_core.synthesis import build_pairs
+    from persrm_core.synthesis.pairs import build_pairs
 
     s = load_settings("default", REPO / "params.yaml")
     per_text = sum(s.synthesis.negatives.values())
@@ -130,7 +130,7 @@ def child_filter(source: str, tiles: int) -> dict:
     import polars as pl
 
     from persrm_core.config import load_settings
-    from persrm_core.corpus import filter_pairs
+    from persrm_core.data.corpus import filter_pairs
 
     s = load_settings("default", REPO / "params.yaml")
     base = pl.read_parquet(source)
@@ -161,9 +161,9 @@ def child_stage(stage: str, params: str) -> dict:
 
 def _tiny_setup(work: Path, n_pairs: int = 200):
     from persrm_core.config import load_settings
-    from persrm_core.model import build_tiny
-    from persrm_core.synthesis import build_pairs
-    from persrm_core.training import sft_rows
+    from persrm_core.llm.model import build_tiny
+    from persrm_core.synthesis.pairs import build_pairs
+    from persrm_core.training.trainers import sft_rows
 
     s = load_settings("default", REPO / "params.yaml")
     rows = build_pairs(scaled_exemplars(260), s.synthesis, progress=False)[:n_pairs]
@@ -183,7 +183,7 @@ def child_training(steps: int) -> dict:
     """SFT tokens/s, packed vs unpacked; GRPO tokens/s, generation vs update, beta 0 vs 0.04."""
     import transformers
 
-    from persrm_core.training import train_grpo, train_sft
+    from persrm_core.training.trainers import train_grpo, train_sft
 
     work = Path(tempfile.mkdtemp(prefix="persrm-bench-"))
     try:
@@ -224,7 +224,7 @@ def child_training(steps: int) -> dict:
 
 
 def child_judge(n_pairs: int) -> dict:
-    from persrm_core.judge import GenerationSettings, ModelJudge
+    from persrm_core.judging.judge import GenerationSettings, ModelJudge
     from persrm_core.records import pair_from_dict
 
     work = Path(tempfile.mkdtemp(prefix="persrm-bench-"))

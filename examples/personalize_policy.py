@@ -4,7 +4,7 @@ Each of the author's texts becomes a task: its opening is the prompt, its own co
 the reference the policy's completion is judged against, and up to `--num-exemplars` of the
 author's OTHER texts are the exemplars the judge reads (never the text the reference comes from,
 or the judge could match the reference word for word). The reward is
-`persrm_core.policy_reward.PersonalReward`: +1 when the judge prefers the completion over the
+`persrm_core.judging.policy_reward.PersonalReward`: +1 when the judge prefers the completion over the
 author's own continuation in both A/B orders, -1 when it prefers the reference in both, 0 when
 the orders disagree or the judge's output is invalid.
 
@@ -82,7 +82,7 @@ def author_texts(path: str | None, author: str | None) -> tuple[str, list[str]]:
     """The chosen author's texts, from `path` or the built-in author."""
     if path is None:
         return BUILTIN_AUTHOR, list(BUILTIN_TEXTS)
-    from persrm_core.ingest import read_exemplars
+    from persrm_core.data.ingest import read_exemplars
 
     by_author: dict[str, list[str]] = {}
     for ex in read_exemplars(path):
@@ -97,7 +97,7 @@ def author_texts(path: str | None, author: str | None) -> tuple[str, list[str]]:
 def task_rows(texts: list[str], num_exemplars: int, synthesis) -> list[dict]:
     """One GRPO row per text long enough to split: a conversational prompt (instruction, opening),
     the `reference` continuation and the `exemplars` (other texts, rotated so rows differ)."""
-    from persrm_core.synthesis import split_text
+    from persrm_core.synthesis.splits import split_text
 
     rows = []
     for i, text in enumerate(texts):
@@ -119,9 +119,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     from persrm_core.atomic import atomic_dir
     from persrm_core.config import load_settings
-    from persrm_core.model import load_model, load_tokenizer
-    from persrm_core.policy_reward import PersonalReward
-    from persrm_core.training import _has_cuda, _save_log
+    from persrm_core.judging.policy_reward import PersonalReward
+    from persrm_core.llm.model import load_model, load_tokenizer
+    from persrm_core.training.settings import _has_cuda
+    from persrm_core.training.trainers import _save_log
 
     settings = load_settings(args.profile, args.params)
     author, texts = author_texts(args.exemplars, args.author)

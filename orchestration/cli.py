@@ -13,7 +13,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from persrm_core.errors import InputError  # noqa: E402
 
-# persrm_core.judge.BASELINES, spelled here so `persrm --help` need not import the judging stack (tested equal)
+# persrm_core.judging.judge.BASELINES, spelled here so `persrm --help` need not import the judging stack (tested equal)
 BASELINE_NAMES = ("random", "length", "stylometric", "ngram", "embedding", "combined")
 ASSET_KEYS = ["raw_exemplars", "synthetic_pairs", "filtered_corpus", "style_encoder", "evidence_model", "base_model",
               "sft_checkpoint", "rft_checkpoint", "scalar_rm", "eval_report"]
@@ -87,7 +87,7 @@ def judge_name(args) -> str:
 
 
 def _gen(args, s):
-    from persrm_core.judge import GenerationSettings
+    from persrm_core.judging.judge import GenerationSettings
 
     return GenerationSettings(batch_size=args.batch_size or s.eval.batch_size,
                               max_new_tokens=args.max_new_tokens or s.eval.max_new_tokens,
@@ -98,7 +98,7 @@ def _gen(args, s):
 def _fitted_evidence(args, s) -> Path | None:
     """The fitted evidence folder for `combined`: --evidence when given, else the --model
     checkpoint's own, else the profile's paths.evidence; None when the folder has no evidence.json."""
-    from persrm_core.judge import EVIDENCE_DIR
+    from persrm_core.judging.judge import EVIDENCE_DIR
 
     if args.evidence:
         candidates = [Path(args.evidence)]
@@ -109,7 +109,7 @@ def _fitted_evidence(args, s) -> Path | None:
 
 
 def _judge(args, pairs, s) -> list[dict]:
-    from persrm_core.judge import BaselineJudge, ModelJudge
+    from persrm_core.judging.judge import BaselineJudge, ModelJudge
 
     if args.baseline:
         evidence = None
@@ -120,7 +120,7 @@ def _judge(args, pairs, s) -> list[dict]:
                                  "no fitted evidence here (evidence.json); run `make demo` or "
                                  "`persrm run --select evidence_model`, or pass --evidence DIR")
         return BaselineJudge(args.baseline, args.seed, evidence).judge(pairs, both_orders=args.both_orders)
-    from persrm_core.bundled_lm import is_bundled
+    from persrm_core.llm.bundled_lm import is_bundled
 
     if not is_bundled(args.model) and not (Path(args.model).is_dir() and (Path(args.model) / "config.json").exists()):
         raise InputError(args.model, "not a checkpoint directory (no config.json) nor a bundled model name")
@@ -132,7 +132,7 @@ def _print_summary(args) -> None:
     import json
 
     from persrm_core.config import load_settings
-    from persrm_core.report import headline_rows, markdown_table, verdict_sentences
+    from persrm_core.evaluation.report import headline_rows, markdown_table, verdict_sentences
 
     s = load_settings(args.profile, args.params)
     metrics = json.loads((s.paths.report / "metrics.json").read_text())
@@ -171,7 +171,7 @@ def _dispatch(args) -> int:
         return 0 if result.success else 1
 
     if args.command == "ingest":
-        from persrm_core.ingest import ingest
+        from persrm_core.data.ingest import ingest
 
         exemplars = ingest(args.src, args.out, args.min_texts_per_author)
         authors = len({e.author_id for e in exemplars})
@@ -194,9 +194,9 @@ def _dispatch(args) -> int:
         print(f"wrote {n} judgments ({valid} valid) to {args.out}")
         return 0
 
-    from persrm_core.judge import BaselineJudge
-    from persrm_core.metrics import judge_metrics
-    from persrm_core.report import pick_examples, write_report
+    from persrm_core.evaluation.metrics import judge_metrics
+    from persrm_core.evaluation.report import pick_examples, write_report
+    from persrm_core.judging.judge import BaselineJudge
 
     # The pipeline's evaluation on the user's pairs: every baseline of the profile that needs no
     # training of its own (scalar_rm is a checkpoint of the chain), `combined` where fitted evidence

@@ -91,8 +91,8 @@ def run_chain(profile: str | None = None, select: list[str] | None = None, param
     become its partitions, and all of them (or only `authors`, each in its own run) are ingested
     before the rest of the selection runs once over the union. Authors' new texts waiting in the
     incoming folder land in `paths.raw` first, unless `land_incoming` is false (`dvc repro`)."""
+    from persrm_core.data.ingest import incoming_authors, list_authors, read_exemplars
     from persrm_core.errors import InputError
-    from persrm_core.ingest import incoming_authors, list_authors, read_exemplars
 
     unknown = sorted(set(select or []) - set(ASSET_KEYS))
     if unknown:

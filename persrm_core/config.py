@@ -12,14 +12,14 @@ from typing import Any
 
 import yaml
 
-from persrm_core.corpus import FilterConfig
+from persrm_core.data.corpus import FilterConfig
 from persrm_core.errors import InputError
-from persrm_core.judge_format import RenderLimits
-from persrm_core.model import TinyModelConfig
-from persrm_core.scalar_rm import ScalarRMConfig
-from persrm_core.style_encoder import StyleEncoderConfig
-from persrm_core.synthesis import SynthesisConfig
-from persrm_core.training import GRPOSettings, TrainConfig
+from persrm_core.evidence.style_encoder import StyleEncoderConfig
+from persrm_core.judging.judge_format import RenderLimits
+from persrm_core.llm.model import TinyModelConfig
+from persrm_core.synthesis.pairs import SynthesisConfig
+from persrm_core.training.scalar_rm import ScalarRMConfig
+from persrm_core.training.settings import GRPOSettings, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,7 +42,7 @@ class BaseModelSettings:
 
 @dataclass
 class BackendSettings:
-    """`generation`: the LLM behind the LLM negative strategies (`persrm_core.generation`). The API
+    """`generation`: the LLM behind the LLM negative strategies (`persrm_core.llm.generation`). The API
     key is never a setting: `api_key_env` names the environment variable that holds it."""
 
     backend: str = "rules"
@@ -62,7 +62,7 @@ class BackendSettings:
 
 @dataclass
 class EvidenceSettings:
-    """`evidence`: how the fitted evidence (`persrm_core.signals`) and the `combined` weights are
+    """`evidence`: how the fitted evidence (`persrm_core.evidence.signals`) and the `combined` weights are
     fitted on the training split (`pipeline.evidence_model`)."""
 
     fit_pairs: int = 1500  # train pairs the combined weights are fitted on (sampled by seed; 0 = all)
@@ -73,7 +73,7 @@ class EvidenceSettings:
 
 @dataclass
 class RealAuthorsSettings:
-    """Every judge on real authors' writing (`persrm_core.real_authors`), in its own report section."""
+    """Every judge on real authors' writing (`persrm_core.data.real_authors`), in its own report section."""
 
     dir: Path | None = None  # directory-per-author corpus; relative = to params.yaml's folder; None = off
     max_pairs: int = 200  # pairs sampled (deterministically, by seed) from the held-out texts; 0 = all
@@ -147,23 +147,10 @@ def confined_path(root: Path, value: str | Path, params_path: Path, key: str) ->
     return Path(root) / raw
 
 
-# The sections of `defaults` a profile may override, and the ones each stage reads: dvc.yaml lists
-# exactly these as a stage's params (for every profile; tests/test_dvc.py keeps the two in step),
-# so changing an eval-only setting reruns only the eval stage.
+# The sections of `defaults` a profile may override. Which of them each stage reads is declared on
+# the stage itself (persrm_core.pipeline.stages), and dvc.yaml is rendered from those declarations.
 SECTIONS = ("ingest", "synthesis", "generation", "filter", "render", "style_encoder", "evidence", "base_model", "sft",
             "rft", "scalar_rm", "eval")
-STAGE_SECTIONS: dict[str, tuple[str, ...]] = {
-    "raw_exemplars": ("ingest",),
-    "synthetic_pairs": ("synthesis", "generation"),
-    "filtered_corpus": ("filter",),
-    "style_encoder": ("style_encoder",),
-    "evidence_model": ("evidence",),
-    "base_model": ("base_model", "render"),
-    "sft_checkpoint": ("base_model", "render", "sft", "generation"),  # generation: teacher traces
-    "rft_checkpoint": ("base_model", "render", "rft"),
-    "scalar_rm": ("base_model", "scalar_rm"),
-    "eval_report": ("base_model", "render", "eval"),
-}
 
 
 def _merge(base: dict, over: dict) -> dict:
@@ -272,7 +259,7 @@ def _check_choices(merged: dict, params_path: Path) -> None:
     if ev.get("engine") == "vllm" and ev.get("closing", "constrained") == "constrained":
         raise InputError(params_path, "a constrained closing needs the transformers engine; with engine vllm "
                                       "set closing: free", "eval.closing")
-    from persrm_core.training import REPORTERS
+    from persrm_core.training.settings import REPORTERS
 
     for section in ("sft", "rft"):
         value = (merged.get(section) or {}).get("report_to") or "none"

@@ -1,6 +1,6 @@
 """Keep secrets out of logs, Dagster metadata and reports.
 
-API keys are read from the environment at the moment of use (`persrm_core.generation`), never from
+API keys are read from the environment at the moment of use (`persrm_core.llm.generation`), never from
 params.yaml, so they should not reach any output; this module is the second line of defence:
 whatever is about to be published (metadata, metrics, a log record) passes through `redact`, which
 blanks values stored under secret-looking keys and any secret environment value that turns up

@@ -5,9 +5,9 @@ wheels on PYTHONPATH; no project install, no dagster): run from the repository r
 
     python3 scripts/gpu_check.py [--steps 20] [--json OUT.json] [--append BENCHMARKS.md] [--small]
 
-It puts the repository root on sys.path itself and imports only `persrm_core.judge_format`,
-`persrm_core.rewards` and `persrm_core.model` (which need nothing beyond the standard library at
-import time, and tokenizers/transformers when called). `persrm_core.training` and `persrm_core.judge`
+It puts the repository root on sys.path itself and imports only `persrm_core.judging.judge_format`,
+`persrm_core.training.rewards` and `persrm_core.llm.model` (which need nothing beyond the standard library at
+import time, and tokenizers/transformers when called). `persrm_core.training.trainers` and `persrm_core.judging.judge`
 are not imported: they pull in the evidence/signals modules (numpy, tqdm) at import time, so the
 few lines of trainer set-up this check needs are written out here.
 
@@ -16,12 +16,12 @@ Each part runs in its own try/except, so one failure does not lose the others:
 0. a bf16 matmul of 8192^3 (median of timed repeats): the GPU's measured matmul rate;
 1. a randomly initialised Qwen2ForCausalLM (~213M parameters: hidden 1024, 16 layers, 16 heads,
    4 KV heads, intermediate 2816, tied embeddings, vocab = the byte-level BPE tokenizer trained
-   here with `persrm_core.model.train_tokenizer` on synthetic text, 32,000 asked);
+   here with `persrm_core.llm.model.train_tokenizer` on synthetic text, 32,000 asked);
 2. SFT with TRL `SFTTrainer` (a plain torch loop if trl is missing) at batch 8 x 1024 tokens:
    median tokens/s over the steps after the warm-up ones, MFU = 6 * params * tokens/s / peak (H200
    dense bf16 spec 989.5 TFLOP/s) and the same model FLOP/s as a fraction of the measured matmul rate;
-3. GRPO with TRL `GRPOTrainer` and `persrm_core.rewards.verdict_reward` on judge prompts rendered by
-   `persrm_core.judge_format.render_messages(..., limits=RenderLimits(evidence=False))`: s/step,
+3. GRPO with TRL `GRPOTrainer` and `persrm_core.training.rewards.verdict_reward` on judge prompts rendered by
+   `persrm_core.judging.judge_format.render_messages(..., limits=RenderLimits(evidence=False))`: s/step,
    generated tokens/s (of the whole step, and of the time inside `generate`);
 4. judging: batched greedy `model.generate` of 256 rendered judge prompts at batch 32 and 64,
    64 new tokens: pairs/s;
@@ -58,9 +58,9 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_
 
 import torch  # noqa: E402
 
-from persrm_core.judge_format import RenderLimits, render_messages  # noqa: E402
-from persrm_core.model import train_tokenizer  # noqa: E402
-from persrm_core.rewards import verdict_reward  # noqa: E402
+from persrm_core.judging.judge_format import RenderLimits, render_messages  # noqa: E402
+from persrm_core.llm.model import train_tokenizer  # noqa: E402
+from persrm_core.training.rewards import verdict_reward  # noqa: E402
 
 H200_PEAK_BF16 = 989.5e12  # NVIDIA H200 SXM dense BF16 tensor-core peak (spec sheet, no sparsity)
 

@@ -118,8 +118,8 @@ def make_corpus(n_authors: int = 5, n_texts: int = 8, seed: int = 0) -> list[Exe
 def tiny_training_setup(root, n_pairs: int, tiny):
     """A tiny base model built in `root / "base"` and the first `n_pairs` train pairs of the
     corpus (what the resume and launch tests train on)."""
-    from persrm_core.model import build_tiny
-    from persrm_core.synthesis import SynthesisConfig, build_pairs
+    from persrm_core.llm.model import build_tiny
+    from persrm_core.synthesis.pairs import SynthesisConfig, build_pairs
 
     exemplars = make_corpus()
     pairs = [p for p in build_pairs(exemplars, SynthesisConfig(seed=1, unseen_authors=1), progress=False)

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from orchestration.cli import main
+from persrm_core.data.ingest import land_incoming, list_authors, read_authors
 from persrm_core.errors import InputError
-from persrm_core.ingest import land_incoming, list_authors, read_authors
 
 REPO = Path(__file__).resolve().parent.parent
 AUTHORS = ("formal_academic", "teen_texter", "terse_engineer")

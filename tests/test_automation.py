@@ -21,10 +21,10 @@ from dagster import (
     validate_run_config,
 )
 
+from assets.resources import ArtifactStore
 from orchestration import sensors
 from orchestration.definitions import defs
 from orchestration.schedules import build_weekly_retrain_schedule
-from assets.resources import ArtifactStore
 from orchestration.sensors import new_exemplars_sensor, record_run_failures
 
 REPO = Path(__file__).resolve().parent.parent

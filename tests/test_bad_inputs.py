@@ -76,8 +76,8 @@ def _gen_nothing(d: Path) -> None:
 
 
 BUG_BIG_INT = ("BUG: json.loads raises ValueError (not JSONDecodeError) past 4300 digits; "
-               "persrm_core/ingest.py:72,82 and records.py:116 catch only JSONDecodeError")
-BUG_DEEP = ("BUG: json.loads raises RecursionError on deep nesting; persrm_core/ingest.py:72,82 "
+               "persrm_core/data/ingest.py:72,82 and records.py:116 catch only JSONDecodeError")
+BUG_DEEP = ("BUG: json.loads raises RecursionError on deep nesting; persrm_core/data/ingest.py:72,82 "
             "and records.py:116 catch only JSONDecodeError")
 BUG_SURROGATE = ("BUG: a JSON \\ud83d escape decodes to a lone surrogate that passes validation, then "
                  "UnicodeEncodeError when the output is written (atomic.py:59); records.py:_require_str "
@@ -281,7 +281,7 @@ def test_ingest_output_reads_back_with_unicode_line_separators(tmp_path, capsys)
 
 def test_a_base_model_that_is_not_on_this_machine_fails_in_one_line(tmp_path):
     from persrm_core.errors import InputError
-    from persrm_core.model import resolve_model
+    from persrm_core.llm.model import resolve_model
 
     with pytest.raises(InputError, match="neither a model folder nor a hub id in the local Hugging Face cache"):
         resolve_model("no-such-org/no-such-model-7b")
@@ -296,7 +296,7 @@ def test_a_base_model_found_elsewhere_leaves_a_reference_at_the_stage_output(tmp
     import dataclasses
 
     from persrm_core.config import load_settings
-    from persrm_core.pipeline import BASE_REF, base_model
+    from persrm_core.pipeline.models import BASE_REF, base_model
 
     folder = tmp_path / "my-base"
     folder.mkdir()

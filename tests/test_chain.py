@@ -70,7 +70,7 @@ def test_metrics_json_reports_every_judge(smoke_root):
     assert all(set(c) == {"1", "2", "3"} for c in counts.values())
     assert "combined" in judges and {"brier", "ece", "accuracy_by_confidence"} <= set(judges["combined"])
     # eval.without_evidence: the RFT judge again with no evidence block, a model judge, not a baseline
-    from persrm_core.report import is_model_judge
+    from persrm_core.evaluation.report import is_model_judge
 
     assert judges["rft_no_evidence"]["n"] == judges["rft"]["n"] and "base_no_evidence" not in judges
     assert is_model_judge("rft_no_evidence") and not is_model_judge("ngram_no_evidence")
@@ -101,6 +101,11 @@ def test_data_assets_carry_row_counts_column_schemas_and_tables(smoke_root):
         assert meta[asset]["dagster/column_schema"][0] == "TableSchemaMetadataValue"
     assert meta["synthetic_pairs"]["pairs_by_author"][0] == "TableMetadataValue"
     assert meta["filtered_corpus"]["rules"][0] == meta["eval_report"]["headline"][0] == "TableMetadataValue"
+    # SFT ran in its own process (the smoke profile's launcher: accelerate) through the asset's PipesRunner:
+    # what the child reported through Pipes (its step count) reached the materialization; RFT ran in-process
+    sft_log = json.loads((smoke_root / "data/models/sft/training_log.json").read_text())
+    assert meta["sft_checkpoint"]["steps"][1] == max(h["step"] for h in sft_log if "step" in h) > 0
+    assert "steps" not in meta["rft_checkpoint"]
     assert not [(a, k) for a, m in meta.items() for k, (kind, _) in m.items() if kind == "MarkdownMetadataValue"
                 and k not in ("accuracy", "accuracy_plot") and not k.endswith("_trend")]  # plots only
     assert meta["eval_report"]["accuracy"][0] == "MarkdownMetadataValue"  # short enough to show inline
@@ -166,7 +171,7 @@ def test_metadata_paths_are_relative_to_the_project(tmp_path):
 
 
 def test_the_learned_evidence_is_published_and_travels_with_each_checkpoint(smoke_root):
-    from persrm_core.signals import EvidenceModel
+    from persrm_core.evidence.signals import EvidenceModel
 
     enc = smoke_root / "data/models/style_encoder"
     assert (enc / "modules.json").is_file() and (enc / "persrm_style_encoder.json").is_file()

@@ -9,34 +9,13 @@ import shutil
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
+from test_gates import corpus_frame
 
 from assets import ALL_ASSETS, ALL_CHECKS
+from assets.checks import rft_problems
 from assets.resources import default_resources
-from assets.checks import CORPUS_SCHEMA, rft_problems, schema_problems
 from persrm_core import pipeline
-from persrm_core.corpus import corpus_stats, stats_shift
-
-
-def corpus_frame(n: int = 4, **over) -> pl.DataFrame:
-    rows = [{"pair_id": f"p{i}", "author_id": "a", "exemplars": ["x y z"], "prompt": "p",
-             "response_a": "one two three", "response_b": "four five six seven", "label": "AB"[i % 2],
-             "negative_type": ["cross_author", "rule_perturbation"][i % 2], "split": "train",
-             "chosen_source": f"t{i}"} for i in range(n)]
-    df = pl.DataFrame(rows, schema=CORPUS_SCHEMA)
-    return df.with_columns(**{k: pl.lit(v) for k, v in over.items()}) if over else df
-
-
-def test_schema_passes_a_good_corpus_and_names_each_problem():
-    assert schema_problems({"train.parquet": corpus_frame()}) == []
-    missing = corpus_frame().drop("negative_type")
-    wrong_type = corpus_frame().with_columns(pl.col("exemplars").list.join(" "))
-    bad_label = corpus_frame(label="C")
-    dup = pl.concat([corpus_frame(), corpus_frame()])
-    problems = schema_problems({"m": missing, "w": wrong_type, "l": bad_label, "d": dup})
-    assert "m: missing column negative_type" in problems
-    assert any(p.startswith("w: column exemplars is String") for p in problems)
-    assert "l: labels other than A/B: ['C']" in problems
-    assert "d: duplicate pair_id values" in problems
+from persrm_core.data.corpus import corpus_stats, stats_shift
 
 
 def test_corpus_stats_and_shift():

@@ -152,8 +152,8 @@ def test_judge_with_vllm_engine_names_the_gpu_extra_when_vllm_is_missing(tmp_pat
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
-    from persrm_core.judge import GenerationSettings, ModelJudge
-    from persrm_core.model import TinyModelConfig, build_tiny
+    from persrm_core.judging.judge import GenerationSettings, ModelJudge
+    from persrm_core.llm.model import TinyModelConfig, build_tiny
 
     build_tiny(["a few words to train a tokenizer on"] * 20, tmp_path / "m",
                TinyModelConfig(vocab_size=300, hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
@@ -201,7 +201,7 @@ def test_evaluate_names_the_judge_after_its_checkpoint_or_as_told():
     import argparse
 
     from orchestration.cli import BASELINE_NAMES, judge_name
-    from persrm_core.judge import BASELINES
+    from persrm_core.judging.judge import BASELINES
 
     assert BASELINE_NAMES == BASELINES
     ns = lambda **kw: argparse.Namespace(**{"name": None, "baseline": None, "model": None, **kw})  # noqa: E731
@@ -210,7 +210,7 @@ def test_evaluate_names_the_judge_after_its_checkpoint_or_as_told():
     assert judge_name(ns(baseline="ngram")) == "ngram"
     assert judge_name(ns(model="data/models/rft", name="judge-v2")) == "judge-v2"
 
-    from persrm_core.report import BASELINE_JUDGES, is_model_judge, verdict_sentences
+    from persrm_core.evaluation.report import BASELINE_JUDGES, is_model_judge, verdict_sentences
 
     assert BASELINE_JUDGES == (*BASELINES, "scalar_rm")
     assert is_model_judge("judge-v2") and is_model_judge("rft_no_evidence") and not is_model_judge("combined")

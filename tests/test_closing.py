@@ -1,13 +1,13 @@
-"""Constrained closings (persrm_core.closing): a judge's unreadable Scores/Verdict block is decoded
+"""Constrained closings (persrm_core.judging.closing): a judge's unreadable Scores/Verdict block is decoded
 again under the format, its rationale kept, the choice the most likely valid closing."""
 
 from __future__ import annotations
 
 import pytest
 
-from persrm_core.closing import CLOSINGS, closing_text, constrain_closings, continuation_logprobs, rationale_of
-from persrm_core.judge_format import parse_verdict
-from persrm_core.metrics import judge_metrics
+from persrm_core.evaluation.metrics import judge_metrics
+from persrm_core.judging.closing import CLOSINGS, closing_text, constrain_closings, continuation_logprobs, rationale_of
+from persrm_core.judging.judge_format import parse_verdict
 from persrm_core.records import Pair
 
 
@@ -35,7 +35,7 @@ def test_rationale_of_keeps_the_lines_before_the_closing(output, expected):
 def rft(smoke_root):
     import torch
 
-    from persrm_core.model import load_model, load_tokenizer
+    from persrm_core.llm.model import load_model, load_tokenizer
 
     ckpt = smoke_root / "data" / "models" / "rft"
     torch.manual_seed(0)
@@ -95,7 +95,7 @@ def test_format_valid_rate_counts_what_the_judge_wrote_itself():
 
 def test_a_constrained_closing_needs_the_transformers_engine():
     """(params.yaml says so when it loads: tests/test_cli.py, the config typo cases)"""
-    from persrm_core.judge import GenerationSettings
+    from persrm_core.judging.judge import GenerationSettings
 
     with pytest.raises(ValueError, match="transformers engine"):
         GenerationSettings(engine="vllm")

@@ -1,4 +1,4 @@
-"""persrm_core.corpus: each quality gate on small hand-built frames (one passing, one failing
+"""persrm_core.data.corpus: each quality gate on small hand-built frames (one passing, one failing
 case), the removed counts of filter_pairs, and check_no_leakage."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from persrm_core.corpus import (
+from persrm_core.data.corpus import (
     FilterConfig,
     check_no_leakage,
     drop_bad_charset,
@@ -97,7 +97,7 @@ def one_word_changed(text: str, at: int = 5, new: str = "CHANGED") -> str:
 
 
 def test_drop_non_negatives_removes_near_copies_and_swaps_that_are_not_three_or_four_words():
-    from persrm_core.corpus import FilterConfig, drop_non_negatives
+    from persrm_core.data.corpus import FilterConfig, drop_non_negatives
 
     base = words(40, "t")
     swapped4 = base
@@ -114,7 +114,7 @@ def test_drop_non_negatives_removes_near_copies_and_swaps_that_are_not_three_or_
 
 
 def test_drop_near_duplicate_texts_keeps_one_source_per_cluster():
-    from persrm_core.corpus import FilterConfig, drop_near_duplicate_texts
+    from persrm_core.data.corpus import FilterConfig, drop_near_duplicate_texts
 
     base = words(40, "t")
     df = frame(row("p1", chosen_source="s1", response_a=base),
@@ -125,7 +125,7 @@ def test_drop_near_duplicate_texts_keeps_one_source_per_cluster():
 
 
 def test_drop_near_duplicate_leakage_drops_train_pairs_near_an_eval_text():
-    from persrm_core.corpus import FilterConfig, drop_near_duplicate_leakage
+    from persrm_core.data.corpus import FilterConfig, drop_near_duplicate_leakage
 
     text = words(40, "e")
     df = frame(row("t1", response_b=one_word_changed(text)),
@@ -290,8 +290,8 @@ def test_check_no_leakage_reports_shared_texts_and_unseen_authors():
 def test_vectorised_swap_counts_agree_with_changed_words():
     import random
 
-    from persrm_core.corpus import swap_counts
-    from persrm_core.swap import changed_words, minimal_swap
+    from persrm_core.data.corpus import swap_counts
+    from persrm_core.synthesis.swap import changed_words, minimal_swap
 
     rng = random.Random(3)
     base = ["The company said profits rose sharply, and the big firm was happy.",

@@ -16,10 +16,11 @@ import json
 import pytest
 from dagster import DagsterInstance, PipesSubprocessClient, asset, materialize
 
-from persrm_core.judge_format import RenderLimits
-from persrm_core.model import TinyModelConfig
-from persrm_core.train_entry import FAULT_ENV
-from persrm_core.training import GRPOSettings, TrainConfig, train_grpo, train_sft
+from persrm_core.judging.judge_format import RenderLimits
+from persrm_core.llm.model import TinyModelConfig
+from persrm_core.training.settings import GRPOSettings, TrainConfig
+from persrm_core.training.train_entry import FAULT_ENV
+from persrm_core.training.trainers import train_grpo, train_sft
 from tests.synthetic_corpus import tiny_training_setup
 
 pytestmark = pytest.mark.distributed
@@ -114,7 +115,7 @@ def test_two_process_sft_through_dagster_pipes(setup):
     """The asset path: the child of a 2-process DeepSpeed launch opens Pipes on rank 0 only; its logs
     reach the run and its curve summary becomes the materialization's metadata (ZeRO-3 here, the
     `gpu` profile's setting)."""
-    from persrm_core import launch
+    from persrm_core.training import launch
 
     root, pairs = setup
     cfg = TrainConfig(max_steps=3, batch_size=2, save_steps=100, logging_steps=1, learning_rate=1e-2,

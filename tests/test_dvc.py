@@ -95,27 +95,50 @@ STAGES = ("raw_exemplars", "synthetic_pairs", "filtered_corpus", "style_encoder"
           "sft_checkpoint", "rft_checkpoint", "scalar_rm", "eval_report")
 
 
-def test_each_stage_tracks_exactly_the_params_sections_it_reads():
-    """dvc.yaml and persrm_core.config.STAGE_SECTIONS agree, for every profile, so DVC reruns a
-    stage when (and only when) a setting it reads changes."""
+def test_dvc_yaml_is_what_the_stage_registry_renders():
+    """dvc.yaml is written from the stages' own declarations (`make dvc-yaml`), not kept by hand."""
+    from persrm_core.pipeline.dvc_yaml import render
+
+    assert (REPO / "dvc.yaml").read_text(encoding="utf-8") == render(), "dvc.yaml is stale: run `make dvc-yaml`"
+
+
+def test_each_stage_tracks_exactly_the_params_sections_it_reads_and_its_code():
+    """Each DVC stage's params are the sections its @stage declares (which its StageSettings view
+    enforces), for every profile; its deps include the source of every module it runs."""
     import yaml
 
-    from persrm_core.config import SECTIONS, STAGE_SECTIONS
+    from persrm_core.config import SECTIONS
+    from persrm_core.pipeline.stages import STAGES as REGISTRY
+    from persrm_core.pipeline.stages import stage_sections
 
+    sections_of = stage_sections()
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     profiles = list(params["profiles"])
-    assert set(dvc["stages"]) == set(STAGE_SECTIONS)
+    assert set(dvc["stages"]) == set(sections_of) == set(REGISTRY) == set(STAGES)
     for name, prof in params["profiles"].items():
         assert set(prof) == set(SECTIONS), f"profile {name} must name every section ({{}} for none)"
-    for stage, sections in STAGE_SECTIONS.items():
+    for stage, sections in sections_of.items():
         tracked = set(dvc["stages"][stage]["params"])
         expected = {"profile", "paths"} | {f"defaults.{s}" for s in sections} | {
             f"profiles.{p}.{s}" for p in profiles for s in sections}
         assert expected <= tracked, (stage, sorted(expected - tracked))
         extra = {t for t in tracked - expected if t != "defaults.seed"}
         assert not extra, (stage, sorted(extra))
+        assert ("defaults.seed" in tracked) == ("seed" in REGISTRY[stage].reads)
         assert dvc["stages"][stage]["cmd"] == "${run} " + stage  # one asset, through Dagster
+    deps = {k: set(v["deps"]) for k, v in dvc["stages"].items()}
+    # the code each stage runs, spot-checked by hand: the module of its stage function, and what it calls
+    assert {"persrm_core/pipeline/data.py", "persrm_core/synthesis/pairs.py", "persrm_core/synthesis/swap.py",
+            "persrm_core/resources/synonyms.tsv", "persrm_core/llm/generation.py"} <= deps["synthetic_pairs"]
+    assert {"persrm_core/data/corpus.py", "persrm_core/data/neardup.py", "persrm_core/data/minhash.py"} <= deps[
+        "filtered_corpus"]
+    assert {"persrm_core/training/trainers.py", "persrm_core/training/teacher.py",
+            "persrm_core/judging/rationale.py"} <= deps["sft_checkpoint"]
+    assert {"persrm_core/judging/judge.py", "persrm_core/judging/closing.py",  # closing: a lazy import in judge.py
+            "persrm_core/evaluation/report.py", "persrm_core/evaluation/plots.py"} <= deps["eval_report"]
+    assert "persrm_core/evaluation/report.py" not in deps["sft_checkpoint"]  # not everything is everyone's
+    assert not any(d.endswith("__init__.py") or d == "persrm_core/config.py" for ds in deps.values() for d in ds)
     assert dvc["vars"][0]["run"].endswith("persrm run --no-incoming --select")  # repro reads data/raw only
 
 

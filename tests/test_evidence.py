@@ -1,4 +1,4 @@
-"""persrm_core.signals, evidence, combined and rationale: the fitted style signals, the readings and
+"""persrm_core.evidence.signals, evidence, combined and rationale: the fitted style signals, the readings and
 evidence block the judge is shown, the `combined` weighing, and the trace writer whose every line
 must be true of the pair it judges, in both A/B orders."""
 
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from synthetic_corpus import make_corpus
 
-from persrm_core.combined import fit_combined, prob_a
 from persrm_core.errors import InputError
-from persrm_core.evidence import (
+from persrm_core.evidence.combined import fit_combined, prob_a
+from persrm_core.evidence.readings import (
     Evidence,
     Reading,
     evidence_block,
@@ -23,9 +23,9 @@ from persrm_core.evidence import (
     evidence_to_dict,
     read_pairs,
 )
-from persrm_core.judge_format import RenderLimits, parse_verdict, render_messages
-from persrm_core.rationale import consistent_with, rationale_problems, winner_score, write_trace
-from persrm_core.signals import SIGNALS, EvidenceModel, IdfTable, fit_idf
+from persrm_core.evidence.signals import SIGNALS, EvidenceModel, IdfTable, fit_idf
+from persrm_core.judging.judge_format import RenderLimits, parse_verdict, render_messages
+from persrm_core.judging.rationale import consistent_with, rationale_problems, winner_score, write_trace
 
 REUTERS = Path(__file__).resolve().parents[2] / "shared" / "data" / "reuters_c50_dev"
 
@@ -47,7 +47,7 @@ MODEL = {"weights": {s: 1.0 for s in SIGNALS}, "scales": {s: 0.1 for s in SIGNAL
 
 def test_idf_is_lower_for_common_terms_and_highest_for_unseen_ones():
     table = IdfTable.fit("words", ["the cat sat", "the dog ran", "the bird flew"])
-    from persrm_core.signals import _bucket
+    from persrm_core.evidence.signals import _bucket
 
     assert table.idf[_bucket("the")] < table.idf[_bucket("cat")] < table.idf[_bucket("zebra")] + 1e-6
     assert table.idf[_bucket("zebra")] == pytest.approx(np.log(4 / 1) + 1)
@@ -213,7 +213,7 @@ def test_rejection_keeps_a_trace_only_when_the_weighed_evidence_favours_the_labe
 
 @pytest.mark.skipif(not REUTERS.is_dir(), reason="the real-author development corpus is not beside the checkout")
 def test_rationale_lines_are_true_on_real_author_pairs_in_both_orders():
-    from persrm_core.real_authors import real_author_pairs
+    from persrm_core.data.real_authors import real_author_pairs
 
     pairs = real_author_pairs(REUTERS, max_pairs=6, num_exemplars=2, seed=7)
     texts = sorted({t for p in pairs for t in (*p.exemplars, p.response_a, p.response_b)})
@@ -230,7 +230,7 @@ def test_rationale_lines_are_true_on_real_author_pairs_in_both_orders():
 # --- the style encoder's plumbing ------------------------------------------------------------------
 
 def test_text_windows_read_up_to_three_windows_and_drop_a_short_tail():
-    from persrm_core.signals import text_windows
+    from persrm_core.evidence.signals import text_windows
 
     assert text_windows("one two") == ["one two"]
     long = " ".join(f"w{i}" for i in range(500))
@@ -241,7 +241,7 @@ def test_text_windows_read_up_to_three_windows_and_drop_a_short_tail():
 
 
 def test_calibration_authors_are_seeded_and_leave_training_authors():
-    from persrm_core.style_encoder import calibration_authors
+    from persrm_core.evidence.style_encoder import calibration_authors
 
     authors = [f"a{i}" for i in range(10)]
     picked = calibration_authors(authors, 0.3, seed=1)
@@ -253,7 +253,7 @@ def test_calibration_authors_are_seeded_and_leave_training_authors():
 def test_only_the_top_layers_of_the_encoder_learn_when_asked():
     from sentence_transformers import SentenceTransformer
 
-    from persrm_core.style_encoder import _trainable, bundled_minilm
+    from persrm_core.evidence.style_encoder import _trainable, bundled_minilm
 
     model = SentenceTransformer(str(bundled_minilm()), device="cpu")
     top = _trainable(model, 2)
@@ -263,7 +263,7 @@ def test_only_the_top_layers_of_the_encoder_learn_when_asked():
 
 
 def test_embeddings_are_shared_between_processes_through_the_disk_cache(tmp_path, monkeypatch):
-    from persrm_core import style_encoder as se
+    from persrm_core.evidence import style_encoder as se
 
     monkeypatch.setenv(se.DISK_CACHE_ENV, str(tmp_path / "emb.sqlite"))
     texts = ["The council met on Monday.", "we went to the beach!!", "The council met on Monday."]
@@ -282,3 +282,23 @@ def test_embeddings_are_shared_between_processes_through_the_disk_cache(tmp_path
     se._CACHE.clear()
     with pytest.raises(AssertionError, match="encoded again"):  # no cache named: nothing is read from disk
         se.encode(None, texts[:1])
+
+
+def test_the_weighed_line_names_the_side_the_weights_favour_even_near_a_tie():
+    """Two decimals would print 0.503 against 0.497 as a tie, though `combined` chooses A: the
+    weighed line prints as many decimals (up to four) as it takes, and the trace follows it."""
+    from persrm_core.evidence.readings import Evidence, Reading
+    from persrm_core.judging.rationale import rationale_problems, write_trace
+
+    near = Reading("weighed", 0.50257, 0.49743)
+    assert near.line() == "weighed: A 0.503, B 0.497; A" and near.nearer == "A" and near.margin == 0.006
+    assert Reading("weighed", 0.5, 0.5).line() == "weighed: A 0.50, B 0.50; a tie"
+    assert Reading("style", 0.50257, 0.49743).line() == "style encoder: A 0.50, B 0.50; a tie"  # readings keep two
+    ev = Evidence((Reading("style", 0.6, 0.4),), near)
+    trace = write_trace(ev, "A", "brief")
+    assert trace.startswith("Weighed: A 0.503.\n")
+    assert rationale_problems("Weighed: A 0.503.", ev, "A") == []
+    assert rationale_problems("Weighed: A 0.50.", ev, "A")  # the probability as printed, not rounded again
+    swapped = ev.swapped()
+    assert swapped.weighed.line() == "weighed: A 0.497, B 0.503; B" and write_trace(swapped, "B", "brief").startswith(
+        "Weighed: B 0.503.\n")

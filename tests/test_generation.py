@@ -1,4 +1,4 @@
-"""persrm_core.generation, templates and llm_negatives: the OpenAI-compatible client against a
+"""persrm_core.llm.generation, templates and llm_negatives: the OpenAI-compatible client against a
 local chat-completions server (retries, fail-fast, concurrency, key hygiene), the resumable
 request cache, the transformers backend on a tiny offline model, and the validation rules of
 LLM negatives."""
@@ -15,7 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from persrm_core.generation import (
+from persrm_core.judging.judge_format import SYSTEM_PROMPT, format_completion, parse_verdict
+from persrm_core.llm.generation import (
     GenerationCache,
     GenerationError,
     GenRequest,
@@ -27,8 +28,7 @@ from persrm_core.generation import (
     make_backend,
     request_key,
 )
-from persrm_core.judge_format import SYSTEM_PROMPT, format_completion, parse_verdict
-from persrm_core.llm_negatives import (
+from persrm_core.synthesis.llm_negatives import (
     LLM_STRATEGIES,
     changed_words,
     clean_output,
@@ -36,8 +36,8 @@ from persrm_core.llm_negatives import (
     llm_negatives,
     validate,
 )
-from persrm_core.synthesis import Task
-from persrm_core.templates import TEMPLATES, render
+from persrm_core.synthesis.pairs import Task
+from persrm_core.synthesis.templates import TEMPLATES, render
 
 KEY = "sk-test-SECRET-4f9a2c"
 KEY_ENV = "PERSRM_TEST_API_KEY"
@@ -372,7 +372,7 @@ def test_vllm_backend_generates(tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("vLLM needs a CUDA GPU")
-    from persrm_core.model import TinyModelConfig, build_tiny
+    from persrm_core.llm.model import TinyModelConfig, build_tiny
 
     path = build_tiny(TINY_TEXTS, tmp_path / "tiny", TinyModelConfig(vocab_size=400, hidden_size=128, num_layers=1,
                                                                       num_heads=2, num_kv_heads=1,
@@ -392,7 +392,7 @@ TINY_TEXTS = ["the cat sat on the mat and looked at the dog.", "a dog ran far aw
 
 @pytest.fixture(scope="module")
 def tiny_backend(tmp_path_factory):
-    from persrm_core.model import TinyModelConfig, build_tiny
+    from persrm_core.llm.model import TinyModelConfig, build_tiny
 
     cfg = TinyModelConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                           intermediate_size=64, max_positions=256)
@@ -447,7 +447,7 @@ def test_templates_render_system_and_user_messages():
 
 
 def test_teacher_judge_reads_the_student_input_and_its_answer_format_parses():
-    from persrm_core.judge_format import RenderLimits, render_messages
+    from persrm_core.judging.judge_format import RenderLimits, render_messages
 
     fields = dict(exemplars=["i write lowercase. always!", "no caps here, ever."], prompt="so today",
                   response_a="i went out. it was fun!", response_b="I went out. It was pleasant.")

@@ -1,4 +1,4 @@
-"""persrm_core.ingest: the three input formats, and bad input refused by file and record with
+"""persrm_core.data.ingest: the three input formats, and bad input refused by file and record with
 nothing (half-)written at the output path."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from persrm_core.data.ingest import ingest, read_exemplars
 from persrm_core.errors import InputError
-from persrm_core.ingest import ingest, read_exemplars
 
 
 def write_jsonl(path: Path, rows: list) -> Path:

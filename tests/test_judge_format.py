@@ -1,10 +1,10 @@
-"""persrm_core.judge_format: the strict verdict parser, completion text, and rendering limits."""
+"""persrm_core.judging.judge_format: the strict verdict parser, completion text, and rendering limits."""
 
 from __future__ import annotations
 
 import pytest
 
-from persrm_core.judge_format import (
+from persrm_core.judging.judge_format import (
     RenderLimits,
     completion_text,
     format_completion,

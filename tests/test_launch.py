@@ -13,11 +13,12 @@ import sys
 
 import pytest
 
-from persrm_core.judge_format import RenderLimits
-from persrm_core.launch import REPO_ROOT, default_accelerate_config, launch_command
-from persrm_core.model import TinyModelConfig
-from persrm_core.train_entry import FAULT_ENV, curve_summary
-from persrm_core.training import GRPOSettings, TrainConfig, sft_trainer, train_sft
+from persrm_core.judging.judge_format import RenderLimits
+from persrm_core.llm.model import TinyModelConfig
+from persrm_core.training.launch import REPO_ROOT, default_accelerate_config, launch_command
+from persrm_core.training.settings import GRPOSettings, TrainConfig
+from persrm_core.training.train_entry import FAULT_ENV, curve_summary
+from persrm_core.training.trainers import sft_trainer, train_sft
 from tests.synthetic_corpus import tiny_training_setup
 
 TINY = TinyModelConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
@@ -47,7 +48,7 @@ def _streamed_steps(out: str) -> list[int]:
 def test_killed_child_resumes_when_launched_again_and_publishes_a_checkpoint(setup, monkeypatch, capsys):
     from transformers import AutoModelForCausalLM
 
-    from persrm_core.model import load_tokenizer
+    from persrm_core.llm.model import load_tokenizer
 
     root, pairs = setup
     cfg, work, out = _cfg(max_steps=6), root / "kill-work", root / "kill-out"
@@ -141,7 +142,7 @@ def test_report_to_tensorboard_writes_the_curves_offline(setup, monkeypatch, cap
 def test_a_report_to_whose_package_is_missing_is_one_clear_error(monkeypatch):
     import importlib.util
 
-    from persrm_core.training import check_settings
+    from persrm_core.training.settings import check_settings
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -224,7 +225,7 @@ def test_launch_command_default_config(tmp_path):
     argv, env = launch_command("sft", job, TrainConfig())
     config = tmp_path / "accelerate_config.yaml"
     assert argv == [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config),
-                    "--num_processes", "1", "-m", "persrm_core.train_entry", str(job)]
+                    "--num_processes", "1", "-m", "persrm_core.training.train_entry", str(job)]
     loaded = load_config_from_file(str(config))
     assert loaded.distributed_type.value == "NO" and loaded.num_processes == 1 and loaded.mixed_precision == "no"
     assert env["PERSRM_STAGE"] == "sft" and str(REPO_ROOT) in env["PYTHONPATH"].split(os.pathsep)
@@ -240,7 +241,7 @@ def test_launch_command_with_zero3_on_eight_processes(tmp_path):
     assert opts["--num_processes"] == "8"
     assert opts["--deepspeed_config_file"] == str(DEEPSPEED / "zero3.json")  # absolute: cwd-proof
     assert int(opts["--main_process_port"]) > 0  # a free port, not the shared default 29500
-    assert argv[-3:] == ["-m", "persrm_core.train_entry", str(tmp_path / "job.json")]
+    assert argv[-3:] == ["-m", "persrm_core.training.train_entry", str(tmp_path / "job.json")]
     assert not (tmp_path / "accelerate_config.yaml").exists()  # the given yaml is used as is
 
 

@@ -1,11 +1,11 @@
-"""persrm_core.metrics: accuracy (invalid counts as wrong), format-valid rate, position
+"""persrm_core.evaluation.metrics: accuracy (invalid counts as wrong), format-valid rate, position
 consistency, breakdowns, and the bootstrap interval."""
 
 from __future__ import annotations
 
 import pytest
 
-from persrm_core.metrics import bootstrap_ci, judge_metrics
+from persrm_core.evaluation.metrics import bootstrap_ci, judge_metrics
 from persrm_core.records import Pair
 
 
@@ -115,7 +115,7 @@ def test_judgment_count_mismatch_raises():
 
 
 def test_report_sentences_compare_judges_without_evidence_and_explain_the_smoke_profile():
-    from persrm_core.report import verdict_sentences
+    from persrm_core.evaluation.report import verdict_sentences
 
     def m(acc, valid=1.0):
         return {"accuracy": acc, "format_valid_rate": valid}
@@ -131,7 +131,7 @@ def test_report_sentences_compare_judges_without_evidence_and_explain_the_smoke_
 
 
 def test_report_examples_spread_over_authors_right_and_wrong_with_what_was_judged():
-    from persrm_core.report import _example_md, pick_examples
+    from persrm_core.evaluation.report import _example_md, pick_examples
 
     long = " ".join(f"w{i}" for i in range(100))
     pairs = [Pair(f"p{a}{k}", f"author{a}", [long, "second", "third"], "a prompt", long, "short b", "A", None)
@@ -150,7 +150,7 @@ def test_report_examples_spread_over_authors_right_and_wrong_with_what_was_judge
 
 
 def test_smoothed_is_a_debiased_ema():
-    from persrm_core.report import smoothed
+    from persrm_core.evaluation.plots import smoothed
 
     assert smoothed([1.0, 1.0, 1.0]) == pytest.approx([1.0, 1.0, 1.0])  # no pull towards 0 at the start
     out = smoothed([0.0, 1.0] * 10)
@@ -162,7 +162,7 @@ def test_baselines_and_model_judges_share_one_protocol():
     as the model judges, and refuses an unknown name up front."""
     import pytest
 
-    from persrm_core.judge import BASELINES, BaselineJudge, Judge, ModelJudge, baseline_judge
+    from persrm_core.judging.judge import BASELINES, BaselineJudge, Judge, ModelJudge, baseline_judge
     from persrm_core.records import Pair
 
     pairs = [Pair(pair_id=f"p{i}", author_id="a", exemplars=["short words here.", "more short words."],

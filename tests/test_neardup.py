@@ -1,4 +1,4 @@
-"""persrm_core.neardup: the vectorised shingles equal the plain-Python definition, LSH finds the
+"""persrm_core.data.neardup: the vectorised shingles equal the plain-Python definition, LSH finds the
 pairs the exact O(n^2) search finds (recall >= 0.95, precision 1.0), and clusters, cross-set
 leakage and row-wise similarity agree with hand-computed and brute-force answers."""
 
@@ -11,7 +11,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from persrm_core import neardup as nd
+from persrm_core.data import minhash as mh
+from persrm_core.data import neardup as nd
 
 
 def vocabulary(rng: np.random.Generator, size: int = 3000) -> list[str]:
@@ -59,7 +60,7 @@ def test_vectorised_shingles_equal_the_python_definition(shingle):
     words = ["a", "b", "c", "Dé", "e,", "F!", "g_h", "9", "🎉"]
     texts = TRICKY + [" ".join(rng.choice(words) for _ in range(rng.choice([0, 1, 2, 3, 4, 8, 30])))
                       for _ in range(300)]
-    offsets, hashes = nd._shingle_hashes(pl.Series(texts), shingle)
+    offsets, hashes = mh._shingle_hashes(pl.Series(texts), shingle)
     got = [set(hashes[offsets[i]:offsets[i + 1]].tolist()) for i in range(len(texts))]
     want = [nd.reference_shingles(t, shingle) for t in texts]
     assert [len(g) for g in got] == [len(w) for w in want]
@@ -103,12 +104,12 @@ def test_lsh_matches_the_exact_search():
 
 def test_signatures_estimate_jaccard_and_are_deterministic():
     texts, planted = corpus(600, seed=3, planted=100)
-    sigs = nd.minhash_signatures(texts, num_perm=128)
+    sigs = mh.minhash_signatures(texts, num_perm=128)
     assert sigs.shape == (600, 128) and sigs.dtype == np.uint32
-    assert (nd.minhash_signatures(texts, num_perm=128) == sigs).all()
-    same = nd.minhash_signatures(texts, num_perm=128, chunk_size=7, workers=2)
+    assert (mh.minhash_signatures(texts, num_perm=128) == sigs).all()
+    same = mh.minhash_signatures(texts, num_perm=128, chunk_size=7, workers=2)
     assert (same == sigs).all()  # chunking and threads do not change the result
-    assert not (nd.minhash_signatures(texts, num_perm=128, seed=1) == sigs).all()
+    assert not (mh.minhash_signatures(texts, num_perm=128, seed=1) == sigs).all()
     errors = []
     for i, j in planted:
         est = float((sigs[i] == sigs[j]).mean())
@@ -118,14 +119,14 @@ def test_signatures_estimate_jaccard_and_are_deterministic():
 
 
 def test_choose_bands_and_candidate_probability():
-    assert nd.choose_bands(64, 0.8) == (12, 5)
+    assert mh.choose_bands(64, 0.8) == (12, 5)
     for num_perm, threshold in [(64, 0.8), (64, 0.5), (128, 0.9), (32, 0.7)]:
-        bands, rows = nd.choose_bands(num_perm, threshold)
+        bands, rows = mh.choose_bands(num_perm, threshold)
         assert bands * rows <= num_perm
-        assert nd.candidate_probability(threshold, bands, rows) >= 0.99
-        assert nd.candidate_probability(0.1, bands, rows) < nd.candidate_probability(threshold, bands, rows)
+        assert mh.candidate_probability(threshold, bands, rows) >= 0.99
+        assert mh.candidate_probability(0.1, bands, rows) < mh.candidate_probability(threshold, bands, rows)
     with pytest.raises(ValueError):
-        nd.choose_bands(64, 0.0)
+        mh.choose_bands(64, 0.0)
     with pytest.raises(ValueError):
         nd.lsh_candidates(np.zeros((3, 8), np.uint32), bands=3, rows=3)
 
@@ -218,7 +219,7 @@ def test_precomputed_shingle_sets_give_the_same_answers():
     texts, _ = corpus(800, seed=9, planted=40)
     sets = nd.shingle_sets(texts)
     assert sets.dtype == pl.List(pl.UInt64) and nd.shingle_sets(sets) is sets
-    assert (nd.minhash_signatures(sets) == nd.minhash_signatures(texts)).all()
+    assert (mh.minhash_signatures(sets) == mh.minhash_signatures(texts)).all()
     assert nd.near_duplicate_pairs(sets).equals(nd.near_duplicate_pairs(texts))
     assert (nd.near_duplicate_clusters(sets) == nd.near_duplicate_clusters(texts)).all()
     assert (nd.cross_near_duplicates(sets[400:], sets[:400]) ==
@@ -229,4 +230,4 @@ def test_precomputed_shingle_sets_give_the_same_answers():
     with pytest.raises(TypeError):
         nd.exact_near_duplicate_pairs(sets)
     with pytest.raises(ValueError):
-        nd.minhash_signatures(pl.Series([[1], []], dtype=pl.List(pl.UInt64)))
+        mh.minhash_signatures(pl.Series([[1], []], dtype=pl.List(pl.UInt64)))

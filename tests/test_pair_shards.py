@@ -14,13 +14,16 @@ import pytest
 from polars.testing import assert_frame_equal
 from synthetic_corpus import make_corpus
 
-from persrm_core import pipeline, synthesis
+from persrm_core import pipeline
 from persrm_core.atomic import write_jsonl
 from persrm_core.config import load_settings
-from persrm_core.ingest import read_exemplars
+from persrm_core.data.ingest import read_exemplars
+from persrm_core.pipeline import data as pipeline_data
 from persrm_core.records import Exemplar
-from persrm_core.synthesis import (LOCAL_ROW_FIELDS, SynthesisConfig, build_pairs, plan_splits, split_text, synthesize,
-                                   text_id)
+from persrm_core.synthesis import pairs as synthesis
+from persrm_core.synthesis.pairs import LOCAL_ROW_FIELDS, SynthesisConfig, build_pairs, synthesize
+from persrm_core.synthesis.splits import text_id
+from persrm_core.synthesis.splits import plan_splits, split_text
 
 REPO = Path(__file__).resolve().parent.parent
 N_TEXTS = 6  # per author: the smoke profile's max_texts_per_author
@@ -155,7 +158,7 @@ def test_a_corrupt_or_missing_shard_is_rebuilt_not_a_crash(sample, tmp_path, cap
     (shards_dir(tmp_path / "inc") / entries[authors[1]]["shard"]).unlink()
     other = pl.DataFrame({"pair_id": ["x"]})  # readable Parquet, but not a shard
     other.write_parquet(shards_dir(tmp_path / "inc") / entries[authors[2]]["shard"])
-    with caplog.at_level(logging.WARNING, logger="persrm_core.pipeline"):
+    with caplog.at_level(logging.WARNING, logger="persrm_core.pipeline.data"):
         out, df = run(tmp_path / "inc", corpus)
     assert out["authors_rebuilt"] == sorted(authors[:3])
     assert out["authors_reused"] == sorted(authors[3:])
@@ -207,7 +210,7 @@ def test_a_failed_run_leaves_the_shards_and_manifest_as_they_were(sample, tmp_pa
         raise OSError("disk full")
 
     with monkeypatch.context() as m:
-        m.setattr(pipeline, "write_parquet", fail)
+        m.setattr(pipeline_data, "write_parquet", fail)
         with pytest.raises(OSError, match="disk full"):
             run(tmp_path / "inc", flat(sample, authors[:6]))
     assert {p.name: p.read_bytes() for p in shards_dir(tmp_path / "inc").iterdir()} == before
@@ -242,7 +245,7 @@ def test_reused_authors_make_no_llm_request_and_the_pairs_equal_scratch(sample, 
         backends.append(HashBackend())
         return backends[-1]
 
-    monkeypatch.setattr(pipeline, "generation_backend", backend)
+    monkeypatch.setattr(pipeline_data, "generation_backend", backend)
 
     def llm(s):
         s.synthesis.negatives = {"cross_author": 1, "style_imitation": 1, "rule_perturbation": 1}

@@ -1,5 +1,5 @@
-"""persrm_core.perturb: every rule moves a text the other way along its factor, as measured by
-persrm_core.style.measure, and returns None when it cannot make a change."""
+"""persrm_core.synthesis.perturb: every rule moves a text the other way along its factor, as measured by
+persrm_core.evidence.style.measure, and returns None when it cannot make a change."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from persrm_core.perturb import RULES, perturb
-from persrm_core.style import HEDGE_RE, measure
+from persrm_core.evidence.style import HEDGE_RE, measure
+from persrm_core.synthesis.perturb import RULES, perturb
 
 
 def rng(seed: int = 0) -> random.Random:

@@ -1,4 +1,4 @@
-"""persrm_core.policy_reward.PersonalReward (the judge as a TRL reward) and the GRPO example that
+"""persrm_core.judging.policy_reward.PersonalReward (the judge as a TRL reward) and the GRPO example that
 personalizes a policy with it: the reward mapping pays only order-robust wins, reads string and chat
 completions and prompts alike, takes exemplars from the dataset row, and drives two GRPO steps."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from persrm_core.judge_format import RenderLimits
-from persrm_core.model import TinyModelConfig, build_tiny
-from persrm_core.policy_reward import LOSS, UNSURE, WIN, PersonalReward, prompt_text
+from persrm_core.judging.judge_format import RenderLimits
+from persrm_core.judging.policy_reward import LOSS, UNSURE, WIN, PersonalReward, prompt_text
+from persrm_core.llm.model import TinyModelConfig, build_tiny
 from persrm_core.records import Pair
 from tests.synthetic_corpus import make_corpus
 

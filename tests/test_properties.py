@@ -23,9 +23,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
+from persrm_core.data.ingest import MAX_TEXT_CHARS, read_exemplars
 from persrm_core.errors import InputError
-from persrm_core.ingest import MAX_TEXT_CHARS, read_exemplars
-from persrm_core.judge_format import END_MARKERS, format_completion, parse_verdict
+from persrm_core.judging.judge_format import END_MARKERS, format_completion, parse_verdict
 from persrm_core.records import LABELS, Exemplar, Pair, read_pairs
 
 PROPS = settings(max_examples=120, deadline=None, database=None, derandomize=True,

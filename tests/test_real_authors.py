@@ -1,4 +1,4 @@
-"""persrm_core.real_authors: cross-author pairs from a directory-per-author corpus (train/ and test/
+"""persrm_core.data.real_authors: cross-author pairs from a directory-per-author corpus (train/ and test/
 levels), the skip when the corpus is absent, and the report's "Real authors" section both ways."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from persrm_core.config import load_settings
-from persrm_core.real_authors import real_author_pairs
-from persrm_core.report import write_report
+from persrm_core.data.real_authors import real_author_pairs
+from persrm_core.evaluation.report import write_report
 
 # Four writers with distinct habits, so every text is recognisably its author's.
 STYLES = {
@@ -60,7 +60,7 @@ def _texts_by_author(root: Path) -> dict[str, list[str]]:
 
 
 def test_pairs_pit_the_authors_own_text_against_another_authors_half_topic_matched(corpus):
-    from persrm_core.real_authors import NEUTRAL_PROMPT, RANDOM_OTHER, TOPIC_MATCHED
+    from persrm_core.data.real_authors import NEUTRAL_PROMPT, RANDOM_OTHER, TOPIC_MATCHED
 
     pairs = real_author_pairs(corpus, max_pairs=0, num_exemplars=2, seed=3)
     assert len(pairs) == 24  # one per text
@@ -80,7 +80,7 @@ def test_pairs_pit_the_authors_own_text_against_another_authors_half_topic_match
 
 
 def test_topic_matched_negative_is_the_nearest_other_authors_text(corpus):
-    from persrm_core.real_authors import TOPIC_MATCHED
+    from persrm_core.data.real_authors import TOPIC_MATCHED
 
     for p in real_author_pairs(corpus, max_pairs=0, num_exemplars=2, seed=3):
         if p.negative_type == TOPIC_MATCHED:  # the corpus's texts share a topic word by index: k % 6

@@ -11,9 +11,9 @@ import json
 
 import pytest
 
-from persrm_core.bundled_lm import BUNDLED, bundled_model_dir, convert_gguf, gguf_path
 from persrm_core.errors import InputError
-from persrm_core.judge_format import RenderLimits, parse_verdict
+from persrm_core.judging.judge_format import RenderLimits, parse_verdict
+from persrm_core.llm.bundled_lm import BUNDLED, bundled_model_dir, convert_gguf, gguf_path
 
 pytestmark = pytest.mark.real_lm
 NAME = "smollm2-135m-instruct"
@@ -27,14 +27,14 @@ def smol():
 
 @pytest.fixture(scope="module")
 def backend(smol):
-    from persrm_core.generation import TransformersBackend
+    from persrm_core.llm.generation import TransformersBackend
 
     return TransformersBackend(NAME, dtype="float32", batch_size=4)
 
 
 @pytest.fixture(scope="module")
 def pairs():
-    from persrm_core.synthesis import SynthesisConfig, build_pairs
+    from persrm_core.synthesis.pairs import SynthesisConfig, build_pairs
     from tests.synthetic_corpus import make_corpus
 
     built = build_pairs(make_corpus(n_authors=3, n_texts=4), SynthesisConfig(seed=1, unseen_authors=0), progress=False)
@@ -45,7 +45,7 @@ def test_the_bundled_model_converts_once_into_a_plain_folder(smol):
     from safetensors import safe_open
     from transformers import AutoConfig
 
-    from persrm_core.model import load_tokenizer, resolve_model
+    from persrm_core.llm.model import load_tokenizer, resolve_model
 
     assert resolve_model(NAME) == smol  # what base_model resolves it to
     assert bundled_model_dir(NAME) == smol  # cached: no second conversion
@@ -64,7 +64,7 @@ def test_the_bundled_model_converts_once_into_a_plain_folder(smol):
 def test_a_cached_conversion_is_reused_and_a_stuck_converter_is_one_clear_error(smol, tmp_path, monkeypatch):
     from filelock import FileLock
 
-    import persrm_core.bundled_lm as bundled
+    import persrm_core.llm.bundled_lm as bundled
 
     def no_second_conversion(*_):
         raise AssertionError("converted again")
@@ -95,11 +95,17 @@ def test_a_missing_wheel_or_a_corrupt_file_is_one_clear_error(tmp_path, monkeypa
 
 
 def test_one_negative_of_each_llm_strategy_generated_and_validated(backend, tmp_path):
-    from persrm_core.generation import SamplingParams
-    from persrm_core.llm_negatives import (DROP_REASONS, MAX_COPY_SHARE, clean_output, copy_share, llm_negatives,
-                                           validate)
-    from persrm_core.strategies import LLM_STRATEGIES
-    from persrm_core.synthesis import Task
+    from persrm_core.llm.generation import SamplingParams
+    from persrm_core.synthesis.llm_negatives import (
+        DROP_REASONS,
+        MAX_COPY_SHARE,
+        clean_output,
+        copy_share,
+        llm_negatives,
+        validate,
+    )
+    from persrm_core.synthesis.pairs import Task
+    from persrm_core.synthesis.strategies import LLM_STRATEGIES
 
     exemplar = ("We got to the market early, the light still thin. Bought pears and a loaf, then wandered "
                 "back along the canal, taking our time.")
@@ -124,8 +130,8 @@ def test_one_negative_of_each_llm_strategy_generated_and_validated(backend, tmp_
 
 
 def test_one_teacher_trace(backend, pairs, tmp_path):
-    from persrm_core.generation import SamplingParams
-    from persrm_core.teacher import teacher_traces
+    from persrm_core.llm.generation import SamplingParams
+    from persrm_core.training.teacher import teacher_traces
 
     cache = tmp_path / "teacher.jsonl"
     kept, stats = teacher_traces(pairs[:1], backend, SamplingParams(temperature=0.0, max_tokens=48), cache,
@@ -149,7 +155,8 @@ def _weights(folder, key):
 def test_lora_sft_two_steps_change_the_weights_and_a_grpo_step_follows_its_advantages(smol, pairs, tmp_path):
     import torch
 
-    from persrm_core.training import GRPOSettings, TrainConfig, train_grpo, train_sft
+    from persrm_core.training.settings import GRPOSettings, TrainConfig
+    from persrm_core.training.trainers import train_grpo, train_sft
 
     q = "model.layers.0.self_attn.q_proj.weight"
     sft_cfg = TrainConfig(max_steps=2, batch_size=2, learning_rate=1e-3, lora_r=4, launcher="inprocess",
@@ -174,8 +181,8 @@ def test_a_merged_lora_checkpoint_gives_the_unmerged_models_logits(smol, tmp_pat
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from persrm_core.model import load_model, load_tokenizer
-    from persrm_core.training import merge_lora
+    from persrm_core.llm.model import load_model, load_tokenizer
+    from persrm_core.training.trainers import merge_lora
 
     torch.manual_seed(0)
     peft_model = get_peft_model(load_model(smol), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
@@ -195,7 +202,7 @@ def test_a_merged_lora_checkpoint_gives_the_unmerged_models_logits(smol, tmp_pat
 
 
 def test_the_judge_on_four_pairs_in_both_orders(smol, pairs):
-    from persrm_core.judge import GenerationSettings, ModelJudge
+    from persrm_core.judging.judge import GenerationSettings, ModelJudge
     from persrm_core.records import Pair
 
     four = [Pair(**{k: p[k] for k in Pair.__dataclass_fields__}) for p in pairs[:4]]

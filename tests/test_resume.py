@@ -10,9 +10,10 @@ import json
 import pytest
 from transformers import TrainerCallback
 
-from persrm_core.judge_format import RenderLimits
-from persrm_core.model import TinyModelConfig
-from persrm_core.training import GRPOSettings, TrainConfig, prepare_work_dir, train_grpo, train_sft
+from persrm_core.judging.judge_format import RenderLimits
+from persrm_core.llm.model import TinyModelConfig
+from persrm_core.training.settings import GRPOSettings, TrainConfig
+from persrm_core.training.trainers import prepare_work_dir, train_grpo, train_sft
 from tests.synthetic_corpus import tiny_training_setup
 
 TINY = TinyModelConfig(vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,

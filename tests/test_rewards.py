@@ -1,12 +1,12 @@
-"""persrm_core.rewards.verdict_reward (TRL-shaped): correct, wrong and invalid outputs, and a table
+"""persrm_core.training.rewards.verdict_reward (TRL-shaped): correct, wrong and invalid outputs, and a table
 of adversarial outputs a policy could try under GRPO. (The traces themselves: tests/test_evidence.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
-from persrm_core.judge_format import format_completion
-from persrm_core.rewards import CORRECT, INVALID, WRONG, verdict_reward
+from persrm_core.judging.judge_format import format_completion
+from persrm_core.training.rewards import CORRECT, INVALID, WRONG, verdict_reward
 
 A_OK = format_completion("Casing matches A.", 8, 2, "A")
 B_OK = format_completion("Emoji match B.", 1, 9, "B")
@@ -97,7 +97,7 @@ def test_reward_table(name, output, expected):
 
 
 def test_metric_rewards_report_accuracy_and_invalid_rate_without_shaping():
-    from persrm_core.rewards import verdict_correct, verdict_invalid
+    from persrm_core.training.rewards import verdict_correct, verdict_invalid
 
     outs = [A_OK, B_OK, "", "Reason.\nScores: A=5 B=5\nVerdict: [[A]]"]
     assert verdict_correct(outs, label=["A"] * 4) == [1.0, 0.0, 0.0, 0.0]

@@ -1,4 +1,4 @@
-"""persrm_core.scalar_rm: the Bradley-Terry scalar reward model baseline trains with TRL, publishes a
+"""persrm_core.training.scalar_rm: the Bradley-Terry scalar reward model baseline trains with TRL, publishes a
 loadable checkpoint, judges in `baseline_judge`'s record shape, cannot depend on A/B position, and
 learns a person-conditioned toy task that no response-only scorer can beat chance on."""
 
@@ -9,11 +9,11 @@ import random
 
 import pytest
 
-from persrm_core.judge import baseline_judge, swapped
-from persrm_core.metrics import judge_metrics
-from persrm_core.model import TinyModelConfig, build_tiny, load_tokenizer
+from persrm_core.evaluation.metrics import judge_metrics
+from persrm_core.judging.judge import baseline_judge, swapped
+from persrm_core.llm.model import TinyModelConfig, build_tiny, load_tokenizer
 from persrm_core.records import Pair
-from persrm_core.scalar_rm import SETTINGS_FILE, ScalarRMConfig, ScalarRMJudge, render_ids, train_scalar_rm
+from persrm_core.training.scalar_rm import SETTINGS_FILE, ScalarRMConfig, ScalarRMJudge, render_ids, train_scalar_rm
 
 TINY = TinyModelConfig(vocab_size=300, hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
                        intermediate_size=64, max_positions=256)

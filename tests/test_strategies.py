@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from persrm_core import corpus, strategies
-from persrm_core.strategies import CROSS_AUTHOR, EDIT, FREE, REGISTRY, SWAP, check_known, enabled, uses_llm
+from persrm_core.data import corpus
+from persrm_core.synthesis import strategies
+from persrm_core.synthesis.strategies import CROSS_AUTHOR, EDIT, FREE, REGISTRY, SWAP, check_known, enabled, uses_llm
 
 
 def test_the_registry_holds_the_recipe_s_six_strategies():
@@ -40,7 +41,7 @@ def test_an_unknown_strategy_is_named_with_the_known_ones():
 
 def test_every_offline_strategy_makes_pairs_of_its_type():
     """Each registered offline strategy has an implementation in synthesis and yields pairs."""
-    from persrm_core.synthesis import SynthesisConfig, build_pairs
+    from persrm_core.synthesis.pairs import SynthesisConfig, build_pairs
     from tests.synthetic_corpus import make_corpus
 
     exemplars = make_corpus(n_authors=4, n_texts=6)

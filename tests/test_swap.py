@@ -1,4 +1,4 @@
-"""persrm_core.swap: a minimal swap changes exactly k words, each to a synonym with the same
+"""persrm_core.synthesis.swap: a minimal swap changes exactly k words, each to a synonym with the same
 capitalisation and the same punctuation around it, and nothing else; the lexicon is clean."""
 
 from __future__ import annotations
@@ -10,8 +10,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from persrm_core.swap import (BLOCKED_BIGRAMS, WORD_RE, changed_words, lexicon_groups,
-                              minimal_swap, parse_lexicon, synonyms)
+from persrm_core.synthesis.swap import (
+    BLOCKED_BIGRAMS,
+    WORD_RE,
+    changed_words,
+    lexicon_groups,
+    minimal_swap,
+    parse_lexicon,
+    synonyms,
+)
 
 BLOCKED_WORDS = {w for pair in BLOCKED_BIGRAMS for w in pair}
 # Lexicon words that are swappable wherever they stand (no fixed phrase involves them).

@@ -1,4 +1,4 @@
-"""persrm_core.synthesis: text splitting, split planning and pair building on a small synthetic
+"""persrm_core.synthesis.pairs: text splitting, split planning and pair building on a small synthetic
 five-author corpus (tests/synthetic_corpus.py)."""
 
 from __future__ import annotations
@@ -8,23 +8,20 @@ from collections import Counter, defaultdict
 import pytest
 from synthetic_corpus import make_corpus
 
-from persrm_core.perturb import MEASURED_BY, RULES
+from persrm_core.evidence.style import measure
 from persrm_core.records import Exemplar
-from persrm_core.synthesis import (
+from persrm_core.synthesis.pairs import LLMSource, SynthesisConfig, build_pairs, synthesize
+from persrm_core.synthesis.perturb import MEASURED_BY, RULES
+from persrm_core.synthesis.splits import (
     EVAL_SEEN,
     EVAL_UNSEEN,
     TRAIN,
-    LLMSource,
-    SynthesisConfig,
-    build_pairs,
     equalize_length,
     plan_splits,
     split_text,
     still_perturbed,
-    synthesize,
     text_id,
 )
-from persrm_core.style import measure
 
 CFG = SynthesisConfig(seed=7)
 
@@ -296,7 +293,7 @@ def test_equalize_length_contract_holds_on_many_random_pairs():
 def test_equalize_length_on_a_rule_perturbation_cuts_only_at_a_boundary(corpus):
     import random
 
-    from persrm_core.perturb import perturb
+    from persrm_core.synthesis.perturb import perturb
 
     rng = random.Random(5)
     checked = 0
@@ -414,7 +411,7 @@ def test_build_pairs_rule_pairs_with_cut_changes_name_only_factors_that_still_di
 
 
 def test_build_pairs_drops_factors_the_length_cut_removed_and_skips_pairs_left_with_none(corpus, monkeypatch):
-    from persrm_core import synthesis
+    from persrm_core.synthesis import pairs as synthesis
 
     # A trailing emoji is cut away by equalize_length: the pair has no change left and is skipped.
     monkeypatch.setattr(synthesis, "perturb", lambda text, rng, n_factors: (text + " 🎉", ["emoji"]))
@@ -493,7 +490,7 @@ class CannedBackend:
 
 
 def test_llm_strategies_make_pairs_through_a_backend_and_are_cached(corpus, tmp_path):
-    from persrm_core.generation import SamplingParams
+    from persrm_core.llm.generation import SamplingParams
 
     cfg = SynthesisConfig(seed=7, negatives={"style_imitation": 1, "random_style": 1})
     backend = CannedBackend()
@@ -516,7 +513,7 @@ def test_llm_strategies_without_a_backend_say_what_to_set(corpus):
 
 
 def test_lexicon_swap_pairs_differ_from_the_chosen_text_by_three_or_four_words(corpus):
-    from persrm_core.swap import changed_words
+    from persrm_core.synthesis.swap import changed_words
 
     rows = build_pairs(corpus, SynthesisConfig(seed=7, negatives={"lexicon_swap": 1}), progress=False)
     assert rows

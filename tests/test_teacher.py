@@ -3,10 +3,10 @@ A/B orders, and SFT rows that carry the teacher's trace."""
 
 from __future__ import annotations
 
-from persrm_core.generation import SamplingParams
-from persrm_core.judge_format import RenderLimits, format_completion, parse_verdict
-from persrm_core.teacher import teacher_traces
-from persrm_core.training import sft_rows
+from persrm_core.judging.judge_format import RenderLimits, format_completion, parse_verdict
+from persrm_core.llm.generation import SamplingParams
+from persrm_core.training.teacher import teacher_traces
+from persrm_core.training.trainers import sft_rows
 
 
 class ScriptedTeacher:
@@ -63,7 +63,7 @@ def test_sft_rows_train_on_the_teacher_trace_and_skip_offline_rejection_for_it()
 
 
 def test_offline_fallback_keeps_every_pair_in_order_with_the_teachers_traces_where_kept():
-    from persrm_core.teacher import with_offline_fallback
+    from persrm_core.training.teacher import with_offline_fallback
 
     pairs = [pair("p1", "A"), pair("p2", "B"), pair("p3", "A")]
     taught = [pair("p2", "B") | {"trace": says("B")}]
@@ -76,7 +76,7 @@ def test_offline_fallback_keeps_every_pair_in_order_with_the_teachers_traces_whe
 
 
 def test_teacher_sample_is_a_seeded_subset_in_order_and_all_when_unset():
-    from persrm_core.teacher import teacher_sample
+    from persrm_core.training.teacher import teacher_sample
 
     pairs = [pair(f"p{k}", "A") for k in range(10)]
     assert teacher_sample(pairs, 0, seed=1) == pairs and teacher_sample(pairs, 10, seed=1) == pairs

@@ -3,12 +3,12 @@ sampling of traces whose weighed evidence contradicts the label."""
 
 from __future__ import annotations
 
-from persrm_core.evidence import attach_evidence
-from persrm_core.judge_format import RenderLimits, parse_verdict
-from persrm_core.rationale import rationale_problems
-from persrm_core.signals import SIGNALS, EvidenceModel, fit_idf
-from persrm_core.synthesis import SynthesisConfig, build_pairs
-from persrm_core.training import sft_rows
+from persrm_core.evidence.readings import attach_evidence
+from persrm_core.evidence.signals import SIGNALS, EvidenceModel, fit_idf
+from persrm_core.judging.judge_format import RenderLimits, parse_verdict
+from persrm_core.judging.rationale import rationale_problems
+from persrm_core.synthesis.pairs import SynthesisConfig, build_pairs
+from persrm_core.training.trainers import sft_rows
 from tests.synthetic_corpus import make_corpus
 
 WEIGHTS = {"weights": {s: 1.0 for s in SIGNALS}, "scales": {s: 0.1 for s in SIGNALS}}
@@ -35,7 +35,7 @@ def test_sft_rows_render_conversational_prompt_and_completion():
 
 
 def test_rejection_sampling_keeps_exactly_the_traces_whose_weighed_evidence_supports_the_label():
-    from persrm_core.evidence import evidence_of
+    from persrm_core.evidence.readings import evidence_of
 
     clean = _pairs()
     # The same pairs with the label flipped: now the weighed evidence contradicts the label.
@@ -55,7 +55,7 @@ def test_tiny_tokenizer_tokenizes_identically_however_it_is_loaded(tmp_path):
     """A checkpoint is trained with one loader and judged (or used by anyone) with AutoTokenizer."""
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    from persrm_core.model import TinyModelConfig, build_tiny, load_tokenizer
+    from persrm_core.llm.model import TinyModelConfig, build_tiny, load_tokenizer
 
     texts = [e.text for e in make_corpus()]
     build_tiny(texts, tmp_path, TinyModelConfig(vocab_size=400, hidden_size=16, num_layers=1, num_heads=2,

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from scripts.dagster_ui import CHAIN, CORPUS_CHECKS, FULL_RETRAIN_JOB, DagsterDev, copy_project, metadata, write_dagster_home
+from scripts.dagster_ui import (
+    CHAIN,
+    CORPUS_CHECKS,
+    FULL_RETRAIN_JOB,
+    DagsterDev,
+    copy_project,
+    metadata,
+    write_dagster_home,
+)
 
 ARTIFACTS = [
     "data/exemplars/exemplars.jsonl",
