@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 
 from persrm_core.evaluation.metrics import judge_metrics
-from persrm_core.judging.closing import CLOSINGS, closing_text, constrain_closings, continuation_logprobs, rationale_of
+from persrm_core.judging.closing import (
+    CLOSINGS,
+    closing_text,
+    constrain_closings,
+    continuation_logprobs,
+    rationale_of,
+    stated_verdict,
+)
 from persrm_core.judging.judge_format import parse_verdict
 from persrm_core.records import Pair
 
@@ -29,6 +36,14 @@ def test_every_closing_parses_after_a_rationale_with_the_verdict_its_scores_give
 ])
 def test_rationale_of_keeps_the_lines_before_the_closing(output, expected):
     assert rationale_of(output) == expected
+
+
+def test_stated_verdict_reads_the_weighed_line_only():
+    assert stated_verdict("Weighed: B 0.56.") == "B"
+    assert stated_verdict("Weighed: A 0.503.\nFor: style encoder.") == "A"
+    assert stated_verdict("Some thought.\nWeighed: A 0.70.") == "A"
+    assert stated_verdict("Weighed heavily on style, B reads closer.") is None
+    assert stated_verdict("The author would write B.") is None
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +86,22 @@ def test_constrain_closings_keeps_valid_outputs_and_closes_the_rest_with_the_lik
                                      add_generation_prompt=True, tokenize=False)
     good = "Weighed: A 0.70.\nScores: A=7 B=3\nVerdict: [[A]]"
     tied = "Weighed: B 0.56.\nScores: A=4 B=4\nVerdict: [[B]]"
-    out = constrain_closings(model, tok, "cpu", [prompt] * 4, [good, tied, "Weighed: A 0.91.", "Verdict: [["])
+    against = "Weighed: B 0.99.\nScores: A=0 B=10\nVerdict: [[A]]"  # the verdict contradicts its own lines
+    free = "The first response keeps the author's short sentences."  # states no verdict
+    out = constrain_closings(model, tok, "cpu", [prompt] * 6,
+                             [good, tied, "Weighed: A 0.91.", against, free, "Verdict: [["])
     assert out[0] == (good, True)
-    assert out[3] == ("Verdict: [[", False)  # no rationale: left as it was, still invalid
-    for (text, own), rationale in zip(out[1:3], ("Weighed: B 0.56.", "Weighed: A 0.91.")):
+    assert out[5] == ("Verdict: [[", False)  # no rationale: left as it was, still invalid
+    for (text, own), rationale in zip(out[1:5], ("Weighed: B 0.56.", "Weighed: A 0.91.", "Weighed: B 0.99.", free)):
         assert own is False
         v = parse_verdict(text)
         assert v.valid and v.rationale == rationale
-        lp = continuation_logprobs(model, tok, "cpu", f"{prompt}{rationale}\n",
-                                   [closing_text(a, b) for a, b in CLOSINGS])
-        assert v.scores == CLOSINGS[max(range(len(lp)), key=lp.__getitem__)]
+        stated = stated_verdict(rationale)
+        allowed = [c for c in CLOSINGS if stated is None or (c[0] > c[1]) == (stated == "A")]
+        assert len(allowed) == (10 if stated is None else 5)
+        lp = continuation_logprobs(model, tok, "cpu", f"{prompt}{rationale}\n", [closing_text(a, b) for a, b in allowed])
+        assert v.scores == allowed[max(range(len(lp)), key=lp.__getitem__)]
+        assert stated is None or v.choice == stated
 
 
 def test_format_valid_rate_counts_what_the_judge_wrote_itself():

@@ -9,10 +9,13 @@ judge wrote stays as written and its closing is the valid one it finds most like
 
 The valid closings are the ten the training traces use (`rationale.write_trace`): scores that sum
 to 10, a winner's score of 6 to 10 (0-4 for the other response) and the verdict that follows from
-them. Each is scored by the checkpoint's log-likelihood after the prompt and the rationale, and the
-highest is kept. So the decision is still the model's: the constraint only stops it from writing
-an answer the parser cannot read. An output whose own closing parses is kept unchanged; an output
-with no rationale (nothing before a Scores or Verdict line) stays invalid.
+them; where the rationale states its verdict (the traces' `Weighed: B 0.92.` line), only the five
+that agree with it. Each is scored by the checkpoint's log-likelihood after the prompt and the
+rationale, and the highest is kept. So the decision is still the model's, the one its rationale
+states: a small judge that wrote `Weighed: B 0.99.` and `Scores: A=0 B=10` and then `[[A]]` (it
+copies a letter ~10 tokens back, not ~35) is read as choosing B. An output whose own closing parses
+is kept unchanged, even where it contradicts its Weighed line; an output with no rationale
+(nothing before a Scores or Verdict line) stays invalid.
 
 Judgment records say which outputs were closed this way (`format_valid: false`), so a report's
 format-valid rate still measures what the judge wrote on its own.
@@ -20,6 +23,7 @@ format-valid rate still measures what the judge wrote on its own.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from persrm_core.judging.judge_format import END_MARKERS, format_completion, parse_verdict
@@ -47,6 +51,15 @@ def rationale_of(output: str) -> str | None:
         kept.append(line.rstrip())
     rationale = "\n".join(kept).strip()
     return rationale or None
+
+
+STATED_RE = re.compile(r"^Weighed: (A|B)\b", re.MULTILINE)
+
+
+def stated_verdict(rationale: str) -> str | None:
+    """The verdict a rationale states on its Weighed line (the traces' first line), if it has one."""
+    m = STATED_RE.search(rationale)
+    return m.group(1) if m else None
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -100,8 +113,8 @@ def continuation_logprobs(model, tokenizer, device, context: str, continuations:
 def constrain_closings(model, tokenizer, device, prompts: Sequence[str], outputs: Sequence[str],
                        batch_size: int = 16) -> list[tuple[str, bool]]:
     """Each output as (text, its own closing was valid): valid outputs unchanged, the others with
-    their rationale kept and the most likely of `CLOSINGS` after it (unchanged if no rationale)."""
-    texts = [closing_text(a, b) for a, b in CLOSINGS]
+    their rationale kept and the most likely of `CLOSINGS` after it that agrees with the verdict the
+    rationale states, if it states one (unchanged if there is no rationale)."""
     result: list[tuple[str, bool]] = []
     for prompt, out in zip(prompts, outputs, strict=True):
         if parse_verdict(out).valid:
@@ -111,6 +124,8 @@ def constrain_closings(model, tokenizer, device, prompts: Sequence[str], outputs
         if rationale is None:
             result.append((out, False))
             continue
+        stated = stated_verdict(rationale)
+        texts = [closing_text(a, b) for a, b in CLOSINGS if stated is None or (a > b) == (stated == "A")]
         lp = continuation_logprobs(model, tokenizer, device, f"{prompt}{rationale}\n", texts, batch_size)
         best = max(range(len(texts)), key=lambda k: lp[k])
         result.append((f"{rationale}\n{texts[best]}", False))
