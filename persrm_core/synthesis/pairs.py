@@ -88,7 +88,7 @@ class _World:
     stored: dict[str, dict[str, list[dict]]] = field(default_factory=dict)  # text_id -> strategy -> rows
 
 
-_WORLD: _World | None = None
+_WORKER_WORLD: _World | None = None  # set in each forked worker by the pool's initializer, never in the parent
 
 
 def task_rng(seed: int, tid: str) -> random.Random:
@@ -193,7 +193,6 @@ def synthesize(exemplars: list[Exemplar], cfg: SynthesisConfig, *, llm: LLMSourc
     `author_local_keys` key is unchanged. Those rows are taken as they are (no perturbation, swap
     or LLM request for the author's texts) and only the author's cross-author pairs are made; the
     rows are the same as without `reuse`."""
-    global _WORLD
     workers = cfg.workers if workers is None else workers
     check_known(cfg.negatives)
     plan = plan_splits(exemplars, cfg)
@@ -230,30 +229,28 @@ def synthesize(exemplars: list[Exemplar], cfg: SynthesisConfig, *, llm: LLMSourc
             exemplar_pool[(ex.author_id, EVAL_SEEN)].append(tid)
         else:
             exemplar_pool[(ex.author_id, EVAL_UNSEEN)].append(tid)
-    _WORLD = _World(cfg, tasks, neighbours, by_split, exemplar_pool, reused=reused,
-                    stored={tid: dict(by_type) for tid, by_type in stored.items()})
+    world = _World(cfg, tasks, neighbours, by_split, exemplar_pool, reused=reused,
+                   stored={tid: dict(by_type) for tid, by_type in stored.items()})
     llm_counts = enabled(cfg.negatives, needs_llm=True)
     todo = [i for i, t in enumerate(tasks) if t.author_id not in reused]
     refused: dict[str, int] = {}
     if llm_counts and todo:
-        _WORLD.llm, refused = _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, llm_counts, llm, progress)
+        world.llm, refused = _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, llm_counts, llm, progress)
     rows: list[dict] = []
-    try:
-        with tqdm(total=len(tasks), desc="synthesising pairs", unit="text", disable=not progress) as bar:
-            if workers > 1 and len(tasks) > PARALLEL_MIN_TASKS:
-                import multiprocessing as mp
+    with tqdm(total=len(tasks), desc="synthesising pairs", unit="text", disable=not progress) as bar:
+        if workers > 1 and len(tasks) > PARALLEL_MIN_TASKS:
+            import multiprocessing as mp
 
-                chunks = [range(lo, min(lo + CHUNK_TASKS, len(tasks))) for lo in range(0, len(tasks), CHUNK_TASKS)]
-                with mp.get_context("fork").Pool(workers) as pool:
-                    for chunk, chunk_rows in zip(chunks, pool.imap(_chunk_pairs, chunks)):
-                        rows.extend(chunk_rows)
-                        bar.update(len(chunk))
-            else:
-                for i in range(len(tasks)):
-                    rows.extend(_task_pairs(i))
-                    bar.update(1)
-    finally:
-        _WORLD = None
+            chunks = [range(lo, min(lo + CHUNK_TASKS, len(tasks))) for lo in range(0, len(tasks), CHUNK_TASKS)]
+            # forked workers inherit `world` (no copy is pickled); each keeps it as its own process state
+            with mp.get_context("fork").Pool(workers, initializer=_init_worker, initargs=(world,)) as pool:
+                for chunk, chunk_rows in zip(chunks, pool.imap(_chunk_pairs, chunks)):
+                    rows.extend(chunk_rows)
+                    bar.update(len(chunk))
+        else:
+            for i in range(len(tasks)):
+                rows.extend(_task_pairs(world, i))
+                bar.update(1)
     fresh: dict[str, list[dict]] = {a: [] for a in sorted(authors - reused)}
     for row in rows:  # before positions and exemplar texts are added to the rows
         if REGISTRY[row["negative_type"]].author_local and row["author_id"] in fresh:
@@ -289,12 +286,17 @@ def _llm_outputs(tasks, todo, texts, exemplar_pool, cfg, counts, llm: LLMSource 
     return dict(out), dict(refused)
 
 
+def _init_worker(world: _World) -> None:
+    global _WORKER_WORLD
+    _WORKER_WORLD = world
+
+
 def _chunk_pairs(chunk: range) -> list[dict]:
-    return [row for i in chunk for row in _task_pairs(i)]
+    """A worker's share: the pairs of the texts at `chunk` in the world its initializer set."""
+    return [row for i in chunk for row in _task_pairs(_WORKER_WORLD, i)]
 
 
-def _task_pairs(i: int) -> list[dict]:
-    w = _WORLD
+def _task_pairs(w: _World, i: int) -> list[dict]:
     cfg, task = w.cfg, w.tasks[i]
     ex_ids = _exemplar_ids(task, w.exemplar_pool, cfg, task_rng(cfg.seed, task.text_id))
     if not ex_ids:
