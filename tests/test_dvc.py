@@ -38,8 +38,8 @@ def test_dvc_records_the_chain_then_reruns_only_what_a_change_touches(tmp_path, 
     (work / ".venv").symlink_to(REPO / ".venv")
     params = work / "params.yaml"
     params.write_text(params.read_text().replace("profile: default", "profile: smoke", 1))
-    for produced in (smoke_root / "data").iterdir():
-        if produced.name != "raw":  # data/raw is the tracked sample, as in the smoke chain
+    for produced in (smoke_root / "data").iterdir():  # data/raw is the tracked sample, as in the smoke chain
+        if produced.is_dir() and produced.name != "raw":  # (not the chain's lock files)
             shutil.copytree(produced, work / "data" / produced.name, dirs_exist_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=work, check=True)
     env = {k: v for k, v in os.environ.items() if k != "PERSRM_PARAMS"}
