@@ -69,6 +69,7 @@ class EvidenceSettings:
     cross_author_weight: float = 2.0  # a cross-author pair counts this many times in the fit
     fit_negative_types: list[str] = field(default_factory=list)  # fit on these negative types only ([] = all)
     l2: float = 0.01
+    fit_signals: list[str] = field(default_factory=list)  # the signals the weights may use ([] = all); the others weigh 0
 
 
 @dataclass
@@ -255,6 +256,10 @@ def _check_choices(merged: dict, params_path: Path) -> None:
         value = (merged.get(section) or {}).get(key)
         if value is not None and value not in allowed:
             raise InputError(params_path, f"{value!r} is not one of {', '.join(allowed)}", f"{section}.{key}")
+    from persrm_core.evidence.signals import SIGNALS
+
+    if unknown := [x for x in (merged.get("evidence") or {}).get("fit_signals") or [] if x not in SIGNALS]:
+        raise InputError(params_path, f"{unknown} is not among {', '.join(SIGNALS)}", "evidence.fit_signals")
     ev = merged.get("eval") or {}
     if ev.get("engine") == "vllm" and ev.get("closing", "constrained") == "constrained":
         raise InputError(params_path, "a constrained closing needs the transformers engine; with engine vllm "

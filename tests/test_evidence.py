@@ -111,6 +111,19 @@ def test_a_signal_that_argues_against_the_label_gets_no_negative_weight():
     assert fit_combined(rows, labels)["weights"]["words"] == 0.0
 
 
+def test_only_the_fit_signals_take_a_weight():
+    """`evidence.fit_signals`: a signal left out weighs 0 even where it alone decides the training pairs
+    (the bundled voices' casing and emoji, which real writers barely differ in)."""
+    rng = random.Random(2)
+    rows = [random_row(rng) for _ in range(200)]
+    labels = ["A" if r["factors"][0] > r["factors"][1] else "B" for r in rows]
+    assert fit_combined(rows, labels)["weights"]["factors"] > 1.0
+    kept = fit_combined(rows, labels, signals=["style", "char4", "words", "function_words"])
+    assert kept["weights"]["factors"] == 0.0 and set(kept["weights"]) == set(SIGNALS)
+    with pytest.raises(ValueError, match="unknown signal"):
+        fit_combined(rows, labels, signals=["factor"])
+
+
 # --- readings and the evidence block ---------------------------------------------------------------
 
 @pytest.mark.parametrize("a,b,nearer,margin", [(0.62, 0.48, "A", 0.14), (0.301, 0.304, None, 0.0),

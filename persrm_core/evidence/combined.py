@@ -25,8 +25,13 @@ def features(rows: Sequence[dict[str, tuple[float, float]]], signals: Sequence[s
 
 
 def fit_combined(rows: Sequence[dict[str, tuple[float, float]]], labels: Sequence[str],
-                 weights: Sequence[float] | None = None, l2: float = 0.01) -> dict:
-    """Fit on signal rows with labels "A"/"B" (optional per-pair sample weights)."""
+                 weights: Sequence[float] | None = None, l2: float = 0.01,
+                 signals: Sequence[str] | None = None) -> dict:
+    """Fit on signal rows with labels "A"/"B" (optional per-pair sample weights); only `signals`
+    (default: all) may take a weight, the others are held at 0 (still measured and shown)."""
+    use = set(SIGNALS if not signals else signals)
+    if unknown := use - set(SIGNALS):
+        raise ValueError(f"unknown signal(s) {sorted(unknown)}; known: {', '.join(SIGNALS)}")
     from scipy.optimize import minimize
 
     x = features(rows)
@@ -41,8 +46,8 @@ def fit_combined(rows: Sequence[dict[str, tuple[float, float]]], labels: Sequenc
         grad = -(z * (w * y / (1 + np.exp(m)))[:, None]).sum(axis=0) / w.sum() + 2 * l2 * beta
         return float((w * lv).sum() / w.sum() + l2 * beta @ beta), grad
 
-    res = minimize(loss, np.full(len(SIGNALS), 0.5), jac=True, method="L-BFGS-B",
-                   bounds=[(0.0, None)] * len(SIGNALS))
+    res = minimize(loss, np.array([0.5 if s in use else 0.0 for s in SIGNALS]), jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, None) if s in use else (0.0, 0.0) for s in SIGNALS])
     beta = res.x
     acc = float(np.mean(np.sign(z @ beta) == y)) if len(y) else None
     return {"weights": {s: round(float(b), 6) for s, b in zip(SIGNALS, beta)},

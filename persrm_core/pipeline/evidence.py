@@ -66,7 +66,8 @@ def evidence_model(s: Settings, progress: bool = True) -> dict:
     model = EvidenceModel(fit_idf(texts), encoder_dir=s.paths.style_encoder)
     rows = model.signals([(p["exemplars"], p["response_a"], p["response_b"]) for p in fit], progress=progress)
     weights = [s.evidence.cross_author_weight if p["negative_type"] == CROSS_AUTHOR else 1.0 for p in fit]
-    model.combined = fit_combined(rows, [p["label"] for p in fit], weights, l2=s.evidence.l2)
+    model.combined = fit_combined(rows, [p["label"] for p in fit], weights, l2=s.evidence.l2,
+                                  signals=s.evidence.fit_signals)
     by_type: dict[str, list[bool]] = {}
     for p, r in zip(fit, rows):
         by_type.setdefault(p["negative_type"], []).append((prob_a(model.combined, r) > 0.5) == (p["label"] == "A"))
