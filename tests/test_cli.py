@@ -183,7 +183,7 @@ def test_run_answers_a_bad_profile_in_one_line_before_dagster_starts(capsys, tmp
     (("    teacher_fallback: none", "    teacher_fallback: offlne"), "sft.teacher_fallback: 'offlne' is not one of"),
     (("    without_evidence: []", "    without_evidence: [ngram]"), "eval.without_evidence: ['ngram']"),
     (("    report_to: none  # training logs", "    report_to: tensorbord  # training logs"), "sft.report_to: ['tensorbord']"),
-    (("    - function_words\n  base_model:", "    - function_word\n  base_model:"), "evidence.fit_signals: ['function_word']"),
+    (("    fit_signals: []", "    fit_signals: [factor]"), "evidence.fit_signals: ['factor']"),
     (("    closing: constrained", "    closing: strict"), "eval.closing: 'strict' is not one of constrained, free"),
     (("    engine: transformers  #", "    engine: vllm  #"), "eval.closing: a constrained closing needs the transformers engine"),
 ])
