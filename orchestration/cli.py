@@ -191,7 +191,9 @@ def _dispatch(args) -> int:
     if args.command == "judge":
         n = write_jsonl(args.out, judgments)
         valid = sum(j["choice"] is not None for j in judgments)
-        print(f"wrote {n} judgments ({valid} valid) to {args.out}")
+        closed = sum(j["choice"] is not None and j.get("format_valid") is False for j in judgments)
+        note = f", {closed} of them by a constrained closing" if closed else ""
+        print(f"wrote {n} judgments ({valid} valid{note}) to {args.out}")
         return 0
 
     from persrm_core.evaluation.metrics import judge_metrics
