@@ -57,6 +57,7 @@ class BackendSettings:
     temperature: float = 0.8
     top_p: float = 0.95
     max_tokens: int = 256
+    trust_remote_code: bool = False  # transformers, vllm: run the generation model's own code from the hub
     cache: Path | None = None  # resolved against the data root
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from persrm_core.config import load_settings
-from persrm_core.pipeline.stages import STAGES, StageSettings, stage, stage_sections
+from persrm_core.pipeline.stages import STAGES, StageSettings, settings_read, stage, stage_sections
 
 
 def test_a_stage_reading_an_undeclared_section_fails_naming_it():
@@ -50,3 +50,15 @@ def test_every_asset_is_a_registered_stage_with_its_sections():
                               "eval_report"]
     assert sections["raw_exemplars"] == ("ingest", "synthesis")  # it names the authors synthesis cannot pair
     assert "generation" in sections["sft_checkpoint"]  # teacher traces
+
+
+def test_every_stage_declares_each_section_its_code_reads():
+    """A static read of each stage and the pipeline helpers it calls: every `s.<section>` it touches is
+    declared (synthetic_pairs once read `base_model.trust_remote_code` for the generation backend
+    undeclared, which only a profile with LLM negatives reached)."""
+    stage_sections()
+    for name, st in STAGES.items():
+        undeclared = settings_read(st) - set(st.reads)
+        assert not undeclared, (name, sorted(undeclared))
+    assert "generation" in settings_read(STAGES["synthetic_pairs"])  # the helpers are followed
+    assert "seed" in settings_read(STAGES["synthetic_pairs"])

@@ -113,7 +113,7 @@ def synthetic_pairs(s: Settings, progress: bool = True) -> dict:
     local_types = set(enabled(s.synthesis.negatives, author_local=True))
     reused = _reusable_pair_shards(shards_dir, manifest, keys, exemplars, local_types)
     # The backend (for vLLM or transformers: a model load) only when some author's negatives are made now.
-    backend = generation_backend(s) if set(keys) - set(reused) else None
+    backend = generation_backend(s) if set(keys) - set(reused) and uses_llm(s.synthesis.negatives) else None
     llm = LLMSource(backend, sampling_params(s), s.generation.cache) if backend is not None else None
     made = synthesize(exemplars, s.synthesis, llm=llm, reuse=reused, progress=progress)
     refused, built = made.refused, made.built_local
@@ -300,21 +300,17 @@ def sampling_params(s: Settings):
     return SamplingParams(temperature=g.temperature, top_p=g.top_p, max_tokens=g.max_tokens, seed=s.seed)
 
 
-def generation_backend(s: Settings, needed: bool | None = None):
-    """The backend of `generation`; by default built only when a configured negative strategy
-    needs an LLM (`needed=True` builds it regardless, e.g. for teacher traces)."""
-    if needed is None:
-        needed = uses_llm(s.synthesis.negatives)
-    if not needed:
-        return None
+def generation_backend(s: Settings):
+    """The backend of `generation` (reads only that section: synthesis asks for it when a configured
+    negative strategy needs an LLM, SFT for teacher traces)."""
     from persrm_core.llm.generation import make_backend
 
     g = s.generation
     options = {"transformers": {"model": g.model, "dtype": g.dtype, "batch_size": g.batch_size,
-                                "trust_remote_code": s.base_model.trust_remote_code},
+                                "trust_remote_code": g.trust_remote_code},
                "openai": {"base_url": g.base_url, "model": g.model, "api_key_env": g.api_key_env,
                           "concurrency": g.concurrency, "timeout_s": g.timeout_s, "max_retries": g.max_retries},
-               "vllm": {"model": g.model, "dtype": g.dtype, "trust_remote_code": s.base_model.trust_remote_code},
+               "vllm": {"model": g.model, "dtype": g.dtype, "trust_remote_code": g.trust_remote_code},
                "rules": {}}
     if g.backend not in options:
         raise InputError("params.yaml", f"generation.backend {g.backend!r} is not one of {', '.join(options)}",

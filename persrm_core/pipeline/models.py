@@ -107,7 +107,7 @@ def sft_checkpoint(s: Settings, runner=None) -> dict:
         if s.generation.backend == "rules":
             raise InputError("params.yaml", "sft.traces is teacher but generation.backend is rules (no LLM)", "sft")
         asked = teacher_sample(train, s.sft.teacher_pairs, s.sft.seed)
-        kept, stats = teacher_traces(asked, generation_backend(s, needed=True), sampling_params(s),
+        kept, stats = teacher_traces(asked, generation_backend(s), sampling_params(s),
                                      s.generation.cache, s.render)
         teacher = stats.as_dict()
         if s.sft.teacher_fallback == "offline":  # the rest get the measured offline trace (rejection-sampled)

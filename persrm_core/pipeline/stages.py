@@ -163,6 +163,39 @@ def _reached(module: str, function: str, seen: set[tuple[str, str]]) -> set[str]
     return modules
 
 
+def settings_read(st: Stage) -> set[str]:
+    """The settings sections (and `seed`) that the stage function and the pipeline helpers it calls
+    read as `s.<name>` (a static check that its declaration is complete, tests/test_stages.py)."""
+    found: set[str] = set()
+    seen: set[tuple[str, str]] = set()
+
+    def visit(module: str, function: str) -> None:
+        if (module, function) in seen:
+            return
+        seen.add((module, function))
+        tree = _parse(module)
+        defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+        if function not in defs:
+            return
+        top = {}
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith(PIPELINE + "."):
+                top.update({a.asname or a.name: node.module for a in node.names})
+        for n in ast.walk(ast.Module(body=defs[function].body, type_ignores=[])):
+            if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "s":
+                name = FLATTENED.get(n.attr, n.attr)
+                if name in SECTIONS or name == "seed":
+                    found.add(name)
+            elif isinstance(n, ast.Name):
+                if n.id in defs:
+                    visit(module, n.id)
+                elif n.id in top:
+                    visit(top[n.id], n.id)
+
+    visit(st.module, st.function)
+    return found
+
+
 def _function_closure(module: str, function: str) -> set[str]:
     """Every module the stage function runs code of: `_reached`, then everything those import."""
     closure, todo = set(), sorted(_reached(module, function, set()))
