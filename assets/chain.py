@@ -187,7 +187,8 @@ def _result(compute: ComputeProfile, metadata: dict) -> MaterializeResult:
 
 def _with_child_report(out: dict, runner: PipesRunner) -> dict:
     """The stage's summary plus what the training process reported through Pipes and the summary
-    lacks (its step count, run time, final averages); nothing is added when training ran in-process."""
+    lacks (its step count, run time, final averages; nothing when training ran in-process),
+    redacted once, as every asset's summary is."""
     for report in runner.reports:
         for key, value in report.items():
             out.setdefault(key, value)
@@ -340,7 +341,7 @@ def sft_checkpoint(context: AssetExecutionContext, config: SftConfig, compute: C
     s = _settings(config, compute, store)
     runner = PipesRunner(context, PipesSubprocessClient())
     with artifact_lock(s.paths.sft):
-        out = redact(pipeline.sft_checkpoint(s, runner=runner))
+        out = pipeline.sft_checkpoint(s, runner=runner)
     return _checkpoint_result(compute, _with_child_report(out, runner), "loss")
 
 
@@ -352,7 +353,7 @@ def rft_checkpoint(context: AssetExecutionContext, config: RftConfig, compute: C
     s = _settings(config, compute, store)
     runner = PipesRunner(context, PipesSubprocessClient())
     with artifact_lock(s.paths.rft):
-        out = redact(pipeline.rft_checkpoint(s, runner=runner))
+        out = pipeline.rft_checkpoint(s, runner=runner)
     return _checkpoint_result(compute, _with_child_report(out, runner), "reward")
 
 

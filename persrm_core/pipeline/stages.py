@@ -126,7 +126,8 @@ def _module_imports(module: str) -> frozenset[str]:
     return frozenset(_imports(ast.parse(path.read_text(encoding="utf-8")))) if path else frozenset()
 
 
-def _parse(module: str) -> ast.Module:
+@functools.lru_cache(maxsize=None)
+def _parse(module: str) -> ast.Module:  # read-only: callers wrap bodies, never edit the tree
     return ast.parse(_module_file(module).read_text(encoding="utf-8"))
 
 
