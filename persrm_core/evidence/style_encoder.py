@@ -65,22 +65,23 @@ def bundled_minilm() -> Path:
 
 
 @lru_cache(maxsize=4)
-def _load(path: str):
+def _load(path: str, max_seq_length: int = MAX_SEQ_LENGTH):
     import torch
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(path, device="cuda" if torch.cuda.is_available() else "cpu")
-    model.max_seq_length = min(model.max_seq_length or MAX_SEQ_LENGTH, MAX_SEQ_LENGTH)
+    model.max_seq_length = min(model.max_seq_length or max_seq_length, max_seq_length)
     return model
 
 
 def encode(encoder_dir: str | Path | None, texts: Sequence[str], batch_size: int = 64,
-           progress: bool = False) -> np.ndarray:
-    """Unit-normalised embeddings of `texts` (the bundled MiniLM when `encoder_dir` is None)."""
+           progress: bool = False, max_seq_length: int = MAX_SEQ_LENGTH) -> np.ndarray:
+    """Unit-normalised embeddings of `texts` (the bundled MiniLM when `encoder_dir` is None), each
+    text read up to `max_seq_length` tokens; cached in memory and on disk by weights and length."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
     path = str(encoder_dir or bundled_minilm())
-    key = _weights_digest(path)
+    key = _weights_digest(path, max_seq_length)
     cache = _CACHE.setdefault(key, {})
     todo = sorted({t for t in texts if t not in cache})
     found: dict[str, np.ndarray] = {}
@@ -88,7 +89,7 @@ def encode(encoder_dir: str | Path | None, texts: Sequence[str], batch_size: int
         found = _disk_get(key, todo)
         rest = [t for t in todo if t not in found]
         if rest:
-            vecs = _load(path).encode(rest, batch_size=batch_size, normalize_embeddings=True,
+            vecs = _load(path, max_seq_length).encode(rest, batch_size=batch_size, normalize_embeddings=True,
                                       show_progress_bar=progress, convert_to_numpy=True)
             new = dict(zip(rest, vecs.astype(np.float32)))
             _disk_put(key, new)
@@ -152,21 +153,21 @@ def _disk_put(encoder: str, vecs: dict[str, np.ndarray]) -> None:
     db.close()
 
 
-def _weights_digest(path: str) -> str:
+def _weights_digest(path: str, max_seq_length: int = MAX_SEQ_LENGTH) -> str:
     """What identifies an encoder in the embedding cache: its weights' bytes (a copy of the same
-    encoder inside a checkpoint shares its cache), read once per file version."""
+    encoder inside a checkpoint shares its cache), read once per file version, and the tokens it reads."""
     import hashlib
 
     files = sorted(Path(path).glob("*.safetensors"))
-    stamp = tuple((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    stamp = (max_seq_length, *((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files))
     if stamp not in _DIGESTS:
         h = hashlib.sha1()
         for f in files:
             with open(f, "rb") as fh:
                 for block in iter(lambda: fh.read(1 << 22), b""):
                     h.update(block)
-        h.update(f"max_seq_length={MAX_SEQ_LENGTH}".encode())
-        _DIGESTS[stamp] = h.hexdigest() if files else path
+        h.update(f"max_seq_length={max_seq_length}".encode())
+        _DIGESTS[stamp] = h.hexdigest() if files else f"{path}:{max_seq_length}"
     return _DIGESTS[stamp]
 
 

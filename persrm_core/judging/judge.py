@@ -295,18 +295,7 @@ def _combined_judge(pairs: list[Pair], evidence) -> list[dict]:
 
 
 def _embedding_judge(pairs: list[Pair]) -> list[dict]:
-    import numpy as np
+    from persrm_core.evidence.embeddings import cosine_to_exemplars
 
-    from persrm_core.evidence.embeddings import embed
-
-    ex_texts = sorted({e for p in pairs for e in p.exemplars})
-    resp = [t for p in pairs for t in (p.response_a, p.response_b)]
-    vecs = embed(ex_texts + resp)
-    ex_vec = dict(zip(ex_texts, vecs[: len(ex_texts)]))
-    rows = []
-    for i, p in enumerate(pairs):
-        centre = np.mean([ex_vec[e] for e in p.exemplars], axis=0)
-        centre /= np.linalg.norm(centre) + 1e-9
-        a, b = vecs[len(ex_texts) + 2 * i], vecs[len(ex_texts) + 2 * i + 1]
-        rows.append(_scored(p, float(a @ centre), float(b @ centre), "MiniLM cosine to the exemplar mean"))
-    return rows
+    sims = cosine_to_exemplars([(list(p.exemplars), p.response_a, p.response_b) for p in pairs])
+    return [_scored(p, a, b, "MiniLM cosine to the exemplar mean") for p, (a, b) in zip(pairs, sims)]
