@@ -224,7 +224,7 @@ def child_training(steps: int) -> dict:
 
 
 def child_judge(n_pairs: int) -> dict:
-    from persrm_core.judging.judge import GenerationSettings, ModelJudge
+    from persrm_core.judging.judge import DecodingSettings, ModelJudge
     from persrm_core.records import pair_from_dict
 
     work = Path(tempfile.mkdtemp(prefix="persrm-bench-"))
@@ -236,7 +236,7 @@ def child_judge(n_pairs: int) -> dict:
         out = {}
         for batch in (1, s.eval.batch_size):
             judge = ModelJudge(str(work / "base"), s.render,
-                               GenerationSettings(batch_size=batch, max_new_tokens=s.eval.max_new_tokens))
+                               DecodingSettings(batch_size=batch, max_new_tokens=s.eval.max_new_tokens))
             subset = pairs if batch > 1 else pairs[: max(8, n_pairs // 4)]
             t = time.perf_counter()
             judge.judge(subset, both_orders=False)

@@ -87,9 +87,9 @@ def judge_name(args) -> str:
 
 
 def _gen(args, s):
-    from persrm_core.judging.judge import GenerationSettings
+    from persrm_core.judging.judge import DecodingSettings
 
-    return GenerationSettings(batch_size=args.batch_size or s.eval.batch_size,
+    return DecodingSettings(batch_size=args.batch_size or s.eval.batch_size,
                               max_new_tokens=args.max_new_tokens or s.eval.max_new_tokens,
                               engine=args.engine or s.eval.engine,
                               closing=args.closing or ("free" if args.engine == "vllm" else s.eval.closing))

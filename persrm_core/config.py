@@ -42,8 +42,10 @@ class BaseModelSettings:
 
 @dataclass
 class BackendSettings:
-    """`generation`: the LLM behind the LLM negative strategies (`persrm_core.llm.generation`). The API
-    key is never a setting: `api_key_env` names the environment variable that holds it."""
+    """`generation`: the LLM behind the LLM negative strategies and teacher traces
+    (`persrm_core.llm.generation`); how a model judge decodes is `judging.judge.DecodingSettings`,
+    from `eval:`. The API key is never a setting: `api_key_env` names the environment variable that
+    holds it."""
 
     backend: str = "rules"
     model: str = ""

@@ -152,14 +152,14 @@ def test_judge_with_vllm_engine_names_the_gpu_extra_when_vllm_is_missing(tmp_pat
 
     if importlib.util.find_spec("vllm") is not None:
         pytest.skip("vllm is installed here")
-    from persrm_core.judging.judge import GenerationSettings, ModelJudge
+    from persrm_core.judging.judge import DecodingSettings, ModelJudge
     from persrm_core.llm.model import TinyModelConfig, build_tiny
 
     build_tiny(["a few words to train a tokenizer on"] * 20, tmp_path / "m",
                TinyModelConfig(vocab_size=300, hidden_size=16, num_layers=1, num_heads=2, num_kv_heads=1,
                                intermediate_size=32, max_positions=256))
     with pytest.raises(RuntimeError, match=r"\.\[gpu\]"):
-        ModelJudge(str(tmp_path / "m"), gen=GenerationSettings(engine="vllm", closing="free"))
+        ModelJudge(str(tmp_path / "m"), gen=DecodingSettings(engine="vllm", closing="free"))
 
 
 def test_run_answers_a_bad_profile_in_one_line_before_dagster_starts(capsys, tmp_path):

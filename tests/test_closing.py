@@ -12,9 +12,9 @@ from persrm_core.judging.closing import (
     constrain_closings,
     continuation_logprobs,
     rationale_of,
-    stated_verdict,
 )
 from persrm_core.judging.judge_format import parse_verdict
+from persrm_core.judging.rationale import stated_verdict
 from persrm_core.records import Pair
 
 
@@ -116,10 +116,10 @@ def test_format_valid_rate_counts_what_the_judge_wrote_itself():
 
 def test_a_constrained_closing_needs_the_transformers_engine():
     """(params.yaml says so when it loads: tests/test_cli.py, the config typo cases)"""
-    from persrm_core.judging.judge import GenerationSettings
+    from persrm_core.judging.judge import DecodingSettings
 
     with pytest.raises(ValueError, match="transformers engine"):
-        GenerationSettings(engine="vllm")
+        DecodingSettings(engine="vllm")
     with pytest.raises(ValueError, match="constrained or free"):
-        GenerationSettings(closing="greedy")
-    assert GenerationSettings(engine="vllm", closing="free").closing == "free"
+        DecodingSettings(closing="greedy")
+    assert DecodingSettings(engine="vllm", closing="free").closing == "free"

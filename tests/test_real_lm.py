@@ -202,11 +202,11 @@ def test_a_merged_lora_checkpoint_gives_the_unmerged_models_logits(smol, tmp_pat
 
 
 def test_the_judge_on_four_pairs_in_both_orders(smol, pairs):
-    from persrm_core.judging.judge import GenerationSettings, ModelJudge
+    from persrm_core.judging.judge import DecodingSettings, ModelJudge
     from persrm_core.records import Pair
 
     four = [Pair(**{k: p[k] for k in Pair.__dataclass_fields__}) for p in pairs[:4]]
-    judge = ModelJudge(NAME, LIMITS, GenerationSettings(batch_size=8, max_new_tokens=48))
+    judge = ModelJudge(NAME, LIMITS, DecodingSettings(batch_size=8, max_new_tokens=48))
     rows = judge.judge(four, both_orders=True)
     assert [r["pair_id"] for r in rows] == [p.pair_id for p in four]
     for r in rows:

@@ -23,10 +23,10 @@ format-valid rate still measures what the judge wrote on its own.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from persrm_core.judging.judge_format import END_MARKERS, format_completion, parse_verdict
+from persrm_core.judging.rationale import stated_verdict
 
 # (score A, score B) of every closing the traces write: the winner gets 6-10, the other 10 minus it
 CLOSINGS: tuple[tuple[int, int], ...] = tuple((a, 10 - a) for a in range(11) if a != 5)
@@ -51,15 +51,6 @@ def rationale_of(output: str) -> str | None:
         kept.append(line.rstrip())
     rationale = "\n".join(kept).strip()
     return rationale or None
-
-
-STATED_RE = re.compile(r"^Weighed: (A|B)\b", re.MULTILINE)
-
-
-def stated_verdict(rationale: str) -> str | None:
-    """The verdict a rationale states on its Weighed line (the traces' first line), if it has one."""
-    m = STATED_RE.search(rationale)
-    return m.group(1) if m else None
 
 
 def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:

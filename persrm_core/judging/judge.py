@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-from tqdm.auto import tqdm
 
 from persrm_core.evidence.signals import EvidenceModel
 from persrm_core.evidence.style import distance, measure, profile
@@ -50,7 +49,11 @@ def _flip(choice: str | None) -> str | None:
 
 
 @dataclass
-class GenerationSettings:
+class DecodingSettings:
+    """How a model judge decodes its answer (`eval:` in params.yaml: batch_size, max_new_tokens,
+    engine, closing). Not the `generation:` section (`config.BackendSettings`), which is the LLM
+    that writes negatives and teacher traces."""
+
     batch_size: int = 16
     max_new_tokens: int = 96
     do_sample: bool = False  # deterministic (greedy) decoding by default
@@ -69,42 +72,39 @@ class ModelJudge:
     """Judge with a causal-LM checkpoint: render, generate (batched, greedy), parse strictly."""
 
     def __init__(self, model_dir: str, limits: RenderLimits = RenderLimits(),
-                 gen: GenerationSettings = GenerationSettings(), dtype: str = "float32",
+                 gen: DecodingSettings = DecodingSettings(), dtype: str = "float32",
                  trust_remote_code: bool = False, evidence: EvidenceModel | str | Path | None = None):
         """`evidence`: the fitted evidence the judge reads (`persrm_core.evidence.signals.EvidenceModel` or its
         folder); by default the one the checkpoint carries (`<model_dir>/evidence/`), else evidence
         with nothing fitted (`evidence.untrained_model`)."""
-        import torch
-
         from persrm_core.llm.bundled_lm import locate
-        from persrm_core.llm.model import load_model, load_tokenizer
+        from persrm_core.llm.model import load_tokenizer, token_counter
 
         model_dir = locate(model_dir)
-        self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
-        self.limits, self.gen, self.engine = limits, gen, None
+        self.limits, self.gen = limits, gen
         self.evidence = evidence_model_for(model_dir, evidence) if limits.evidence else None
+        # one generation path for the judge and the LLM negatives: the backends of persrm_core.llm.generation
         if gen.engine == "vllm":
             from transformers import AutoConfig
 
             from persrm_core.llm.generation import VLLMBackend
 
             self.engine = VLLMBackend(str(model_dir), dtype=dtype, trust_remote_code=trust_remote_code)
+            self.tokenizer = load_tokenizer(model_dir, trust_remote_code)
             config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=trust_remote_code)
         elif gen.engine == "transformers":
-            self.model = load_model(model_dir, dtype, trust_remote_code).eval()
-            self.device = "cuda" if torch.cuda.is_available() else "cpu"
-            self.model.to(self.device)
-            config = self.model.config
+            from persrm_core.llm.generation import TransformersBackend
+
+            self.engine = TransformersBackend(str(model_dir), dtype, gen.batch_size, trust_remote_code)
+            self.tokenizer = self.engine.tokenizer
+            config = self.engine.lm.config
         else:
             raise ValueError(f"unknown judging engine {gen.engine!r} (transformers or vllm)")
+        self._count = token_counter(self.tokenizer)
         max_ctx = getattr(config, "max_position_embeddings", 2048)
         budget = max_ctx - gen.max_new_tokens
         if limits.max_prompt_tokens is None or limits.max_prompt_tokens > budget:
             self.limits = dataclasses.replace(limits, max_prompt_tokens=budget)
-
-    def _count(self, msgs: list[dict]) -> int:
-        text = self.tokenizer.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def read_evidence(self, pairs: Sequence[Pair]) -> list:
         """The evidence of each pair as the judge is shown it (None each when evidence is off)."""
@@ -123,37 +123,22 @@ class ModelJudge:
         """(output, its own closing parsed) for each pair: greedy generation, then, with
         `gen.closing: constrained`, the unreadable closings decoded under the format
         (persrm_core.judging.closing)."""
-        import torch
+        from persrm_core.llm.generation import GenRequest, SamplingParams
 
         evs = self.read_evidence(pairs) if evs is None else evs
         messages = [render_messages(p.exemplars, p.prompt, p.response_a, p.response_b, self.limits, self._count, ev)
                     for p, ev in zip(pairs, evs)]
-        if self.engine is not None:  # vLLM batches and schedules the whole list itself
-            from persrm_core.llm.generation import GenRequest, SamplingParams
-
-            params = SamplingParams(temperature=self.gen.temperature if self.gen.do_sample else 0.0, top_p=1.0,
-                                    max_tokens=self.gen.max_new_tokens)
-            texts = self.engine.generate([GenRequest(tuple(m), "judge") for m in messages], params)
-            return [(t, parse_verdict(t).valid) for t in texts]
-        prompts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False)
-                   for m in messages]
-        outputs: list[str] = []
-        bs = self.gen.batch_size
-        for start in tqdm(range(0, len(prompts), bs), desc=desc, unit="batch"):
-            batch = self.tokenizer(prompts[start:start + bs], return_tensors="pt", padding=True,
-                                   add_special_tokens=False).to(self.device)
-            with torch.inference_mode():
-                out = self.model.generate(
-                    **batch, max_new_tokens=self.gen.max_new_tokens, do_sample=self.gen.do_sample,
-                    temperature=self.gen.temperature if self.gen.do_sample else None, top_p=None, top_k=None,
-                    pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id)
-            new = out[:, batch["input_ids"].shape[1]:]
-            outputs += self.tokenizer.batch_decode(new, skip_special_tokens=True)
+        params = SamplingParams(temperature=self.gen.temperature if self.gen.do_sample else 0.0, top_p=1.0,
+                                max_tokens=self.gen.max_new_tokens)
+        requests = [GenRequest(tuple(m), "judge") for m in messages]
+        texts = self.engine.generate(requests, params, desc=desc)
         if self.gen.closing == "free":
-            return [(t, parse_verdict(t).valid) for t in outputs]
+            return [(t, parse_verdict(t).valid) for t in texts]
         from persrm_core.judging.closing import constrain_closings
 
-        return constrain_closings(self.model, self.tokenizer, self.device, prompts, outputs, self.gen.batch_size)
+        prompts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in messages]
+        return constrain_closings(self.engine.lm, self.tokenizer, self.engine.device, prompts, texts,
+                                  self.gen.batch_size)
 
     def judge(self, pairs: Sequence[Pair], both_orders: bool = False) -> list[dict]:
         from persrm_core.judging.rationale import rationale_problems

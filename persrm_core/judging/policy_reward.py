@@ -68,9 +68,9 @@ class PersonalReward:
         if judge is None:
             if judge_dir is None:
                 raise ValueError("PersonalReward needs a judge checkpoint directory or a judge object")
-            from persrm_core.judging.judge import GenerationSettings, ModelJudge
+            from persrm_core.judging.judge import DecodingSettings, ModelJudge
 
-            judge = ModelJudge(str(judge_dir), render, GenerationSettings(batch_size=batch_size,
+            judge = ModelJudge(str(judge_dir), render, DecodingSettings(batch_size=batch_size,
                                                                           max_new_tokens=max_new_tokens))
         self.judge = judge
 

@@ -34,6 +34,18 @@ def winner_score(p_winner: float) -> int:
     return 6 + min(4, max(0, (hundredths - 50) // 10))
 
 
+# The Weighed line, as `rationale_lines` writes it (strict: the truth check) and as a judge may
+# state its side with a malformed number (loose: what a constrained closing must agree with).
+WEIGHED_LINE = re.compile(r"^Weighed: (A|B) (\d\.\d{2,4})\.$")
+WEIGHED_SIDE = re.compile(r"^Weighed: (A|B)\b", re.MULTILINE)
+
+
+def stated_verdict(rationale: str) -> str | None:
+    """The verdict a rationale states on its Weighed line (the traces' first line), if it has one."""
+    m = WEIGHED_SIDE.search(rationale)
+    return m.group(1) if m else None
+
+
 def rationale_lines(ev: Evidence, verdict: str, style: str = "full") -> list[str]:
     lines = []
     if ev.weighed is not None:
@@ -82,7 +94,7 @@ def rationale_problems(rationale: str, ev: Evidence, verdict: str | None = None)
     by_label = {r.label: r for r in ev.readings}
     problems, choice = [], verdict
     for ln in (x.strip() for x in rationale.strip().splitlines() if x.strip()):
-        if m := re.match(r"^Weighed: (A|B) (\d\.\d{2,4})\.$", ln):
+        if m := WEIGHED_LINE.match(ln):
             verdict = m.group(1)
             if choice is not None and verdict != choice:
                 problems.append(f"{ln!r}: the verdict is {choice}")

@@ -226,17 +226,21 @@ class TransformersBackend:
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.model!r}, device={self.device!r}, batch_size={self.batch_size})"
 
-    def generate(self, requests: list[GenRequest], params: SamplingParams) -> list[str]:
+    def generate(self, requests: list[GenRequest], params: SamplingParams, desc: str | None = None) -> list[str]:
+        """One answer per request, stripped; `desc` names a progress bar over the batches."""
         import torch
+        from tqdm.auto import tqdm
 
         outputs: list[str] = []
         tok = self.tokenizer
-        for b, start in enumerate(range(0, len(requests), self.batch_size)):
+        starts = range(0, len(requests), self.batch_size)
+        for b, start in enumerate(tqdm(starts, desc=desc, unit="batch", disable=desc is None)):
             batch = requests[start:start + self.batch_size]
             prompts = [tok.apply_chat_template(list(r.messages), tokenize=False, add_generation_prompt=True)
                        for r in batch]
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
-            kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "pad_token_id": tok.pad_token_id}
+            kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "pad_token_id": tok.pad_token_id,
+                                      "eos_token_id": tok.eos_token_id}  # the chat turn's end, whatever generation_config says
             if params.temperature > 0:
                 kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
             else:
@@ -274,14 +278,15 @@ class VLLMBackend:
     def __repr__(self) -> str:
         return f"VLLMBackend(model={self.model!r})"
 
-    def generate(self, requests: list[GenRequest], params: SamplingParams) -> list[str]:
+    def generate(self, requests: list[GenRequest], params: SamplingParams, desc: str | None = None) -> list[str]:
+        """One answer per request, stripped; vLLM schedules the whole list itself (`desc`: its progress bar)."""
         from vllm import SamplingParams as VLLMSamplingParams
 
         if not requests:
             return []
         sampling = VLLMSamplingParams(temperature=params.temperature, top_p=params.top_p,
                                       max_tokens=params.max_tokens, seed=params.seed)
-        results = self.llm.chat([list(r.messages) for r in requests], sampling_params=sampling, use_tqdm=False)
+        results = self.llm.chat([list(r.messages) for r in requests], sampling_params=sampling, use_tqdm=desc is not None)
         return [r.outputs[0].text.strip() for r in results]
 
 

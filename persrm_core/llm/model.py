@@ -131,6 +131,15 @@ def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     return tok
 
 
+def token_counter(tokenizer):
+    """Tokens of a chat as the model reads it (template and generation prompt included): what the
+    judge's prompt rendering counts against its context, in training and judging alike."""
+    def count(messages: list[dict]) -> int:
+        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+    return count
+
+
 def load_model(path: str | Path, dtype: str = "float32", trust_remote_code: bool = False):
     """A causal LM from a local checkpoint, a hub id or a bundled model name, as safetensors only."""
     import torch

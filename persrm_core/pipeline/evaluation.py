@@ -77,11 +77,11 @@ def real_author_eval_pairs(s: Settings) -> tuple[list[Pair], str | None]:
 def eval_report(s: Settings) -> dict:
     from persrm_core.evaluation.metrics import judge_metrics
     from persrm_core.evaluation.report import NO_EVIDENCE, headline_rows, pick_examples, write_report
-    from persrm_core.judging.judge import GenerationSettings, ModelJudge
+    from persrm_core.judging.judge import DecodingSettings, ModelJudge
 
     pairs, splits = eval_pairs(s)
     real, real_skipped = real_author_eval_pairs(s)
-    gen = GenerationSettings(batch_size=s.eval.batch_size, max_new_tokens=s.eval.max_new_tokens,
+    gen = DecodingSettings(batch_size=s.eval.batch_size, max_new_tokens=s.eval.max_new_tokens,
                              engine=s.eval.engine, closing=s.eval.closing)
     judgments: dict[str, list[dict]] = {}
     real_judgments: dict[str, list[dict]] = {}

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from persrm_core.judging.judge_format import RenderLimits
-from persrm_core.training.settings import GRPOSettings, TrainConfig, check_settings
+from persrm_core.training.settings import LaunchSettings, check_settings
 from persrm_core.training.trainers import prepare_work_dir, run_fingerprint
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _read_yaml(path: Path) -> dict:
     return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 
 
-def deepspeed_file(cfg: TrainConfig | GRPOSettings) -> str | None:
+def deepspeed_file(cfg: LaunchSettings) -> str | None:
     """The DeepSpeed JSON this run uses, absolute: `cfg.deepspeed`, else the one named by a
     DeepSpeed-type `cfg.accelerate_config` (its `deepspeed_config_file`; relative = to the yaml's
     folder, the working directory or the repository root). Both set and different is an error."""
@@ -96,7 +96,7 @@ def deepspeed_file(cfg: TrainConfig | GRPOSettings) -> str | None:
 
 
 def write_job(stage: str, model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path,
-              cfg: TrainConfig | GRPOSettings, limits: RenderLimits, work_dir: str | Path | None = None) -> Path:
+              cfg: LaunchSettings, limits: RenderLimits, work_dir: str | Path | None = None) -> Path:
     """Prepare the work dir (kept, and resumed from, when model, data and settings match its
     fingerprint; emptied otherwise), write the train pairs and the job spec into it, and return
     the spec's path."""
@@ -127,7 +127,7 @@ def read_job(job_path: str | Path) -> dict:
     return json.loads(Path(job_path).read_text(encoding="utf-8"))
 
 
-def default_accelerate_config(cfg: TrainConfig | GRPOSettings, deepspeed: str | None = None) -> dict:
+def default_accelerate_config(cfg: LaunchSettings, deepspeed: str | None = None) -> dict:
     """The accelerate config used when `cfg.accelerate_config` is None: `num_processes` processes on
     this machine; CPU when there is no CUDA; bf16 mixed precision when `cfg.bf16`; DeepSpeed with
     `deepspeed` (whose JSON then owns mixed precision, so the yaml leaves it out, as accelerate
@@ -157,7 +157,7 @@ def _free_port() -> int:
 
 
 def launch_command(stage: str, job_path: str | Path,
-                   cfg: TrainConfig | GRPOSettings) -> tuple[list[str], dict[str, str]]:
+                   cfg: LaunchSettings) -> tuple[list[str], dict[str, str]]:
     """The argv that trains `job_path` under `accelerate launch`, and the environment variables to
     add to the current environment for it (not the whole environment: `PipesSubprocessClient`
     and `run_job` merge them over `os.environ`).
@@ -209,7 +209,7 @@ def _log_line(stage: str, text: str) -> None:
         log.info("%s step %s: %s", stage, step, ", ".join(f"{k}={v}" for k, v in rec.items()))
 
 
-def run_job(stage: str, job_path: str | Path, cfg: TrainConfig | GRPOSettings) -> list[dict]:
+def run_job(stage: str, job_path: str | Path, cfg: LaunchSettings) -> list[dict]:
     """Run the job's training under `accelerate launch`, streaming the child's output line by line
     to stdout (logged steps also to the logger), and return the log the child wrote. A non-zero
     exit raises RuntimeError with the exit code and the last lines of output; an interrupt of this
@@ -289,13 +289,13 @@ class PipesRunner:
         self.context, self.client = context, pipes_client
         self.reports: list[dict] = []
 
-    def __call__(self, stage: str, job_path: str | Path, cfg: TrainConfig | GRPOSettings) -> None:
+    def __call__(self, stage: str, job_path: str | Path, cfg: LaunchSettings) -> None:
         invocation = run_with_pipes(self.context, self.client, stage, job_path, cfg)
         self.reports.append(dict(invocation.get_materialize_result().metadata or {}))
 
 
 def run_stage(stage: str, model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path,
-              cfg: TrainConfig | GRPOSettings, limits: RenderLimits, work_dir: str | Path | None = None,
+              cfg: LaunchSettings, limits: RenderLimits, work_dir: str | Path | None = None,
               runner=None) -> list[dict]:
     """`write_job`, then run it: with `runner` (a `PipesRunner`, or any callable of (stage, job path,
     cfg)) when given, else `run_job` in a plain subprocess. What `train_sft` / `train_grpo` do with
@@ -308,7 +308,7 @@ def run_stage(stage: str, model_dir: str | Path, train_pairs: list[dict], out_di
     return read_log(job)
 
 
-def run_with_pipes(context, pipes_client, stage: str, job_path: str | Path, cfg: TrainConfig | GRPOSettings):
+def run_with_pipes(context, pipes_client, stage: str, job_path: str | Path, cfg: LaunchSettings):
     """Run a job written by `write_job` through a Dagster `PipesSubprocessClient`, from inside an
     asset: the same command as `run_job`, so the child opens Dagster Pipes, sends each logged step
     as `context.log.info` and reports the asset's materialization with the curve summary.

@@ -1,5 +1,6 @@
-"""Training settings: what SFT and GRPO compute (`TrainConfig`, `GRPOSettings`), checked before a run
-starts, and the logging integrations (`report_to`) they may write to.
+"""Training settings: what SFT and GRPO compute (`TrainConfig`, `GRPOSettings`) on the launch settings
+they share (`LaunchSettings`), checked before a run starts, and the logging integrations (`report_to`)
+they may write to.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ LAUNCH_ONLY_FIELDS = ("launcher", "report_to", "logging_dir")  # where it runs a
 
 
 @dataclass
-class TrainConfig:
-    """SFT settings (`sft:` in params.yaml).
+class LaunchSettings:
+    """What SFT and RFT share: where a run goes and how it scales (`launcher`, `accelerate_config`,
+    `num_processes`, `deepspeed`, `bf16`), LoRA, the seed and the training-log integrations.
 
     launcher: "accelerate" = train in its own process via `accelerate launch`; "inprocess" = here.
     accelerate_config: an accelerate config yaml (see configs/accelerate/); None = one generated
@@ -30,6 +32,26 @@ class TrainConfig:
       with `accelerate_config` of DEEPSPEED type and this unset, the yaml's `deepspeed_config_file`.
     lora_r: 0 = full fine-tune; > 0 = PEFT LoRA of that rank (`lora_alpha`, `lora_dropout`,
       `lora_target_modules`). The published checkpoint is still a plain merged model.
+    """
+
+    seed: int = 0
+    bf16: bool = False
+    deepspeed: str | None = None  # path to a DeepSpeed JSON config (launched under accelerate)
+    launcher: str = "accelerate"  # "accelerate" (own process, `accelerate launch`) or "inprocess"
+    accelerate_config: str | None = None  # accelerate config yaml; None = a generated default
+    num_processes: int = 1
+    lora_r: int = 0  # 0 = full fine-tune; > 0 = LoRA rank, merged into the published model
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_target_modules: str | list[str] = "all-linear"
+    report_to: str | list[str] = "none"  # training-log integrations: none | tensorboard (offline) | wandb | mlflow ...
+    logging_dir: str | None = None  # where they write; None = beside the checkpoints (the pipeline sets a folder)
+
+
+@dataclass
+class TrainConfig(LaunchSettings):
+    """SFT settings (`sft:` in params.yaml), with the launch settings of `LaunchSettings`.
+
     packing: TRL packing (best-fit decreasing, padding-free). The loss stays on the completion
       only: TRL 1.16 turns `completion_mask` into -100 labels before it packs, and packed
       sequences are kept apart by their position ids.
@@ -43,33 +65,21 @@ class TrainConfig:
     max_length: int = 1024
     warmup_ratio: float = 0.05
     weight_decay: float = 0.0
-    seed: int = 0
-    bf16: bool = False
     logging_steps: int = 5
-    deepspeed: str | None = None  # path to a DeepSpeed JSON config (launched under accelerate)
     rejection_sampling: bool = True  # SFT only on traces whose evidence agrees with the label
     save_steps: int = 50  # checkpoint every N steps; a re-run after a crash resumes from the last
     traces: str = "offline"  # offline (measured stylometric trace writer) | teacher (an LLM via `generation`)
     teacher_fallback: str = "none"  # with teacher traces: "offline" = pairs the teacher got wrong get an offline trace
     teacher_pairs: int = 0  # > 0: ask the teacher about at most this many train pairs (a seeded sample)
-    launcher: str = "accelerate"  # "accelerate" (own process, `accelerate launch`) or "inprocess"
-    accelerate_config: str | None = None  # accelerate config yaml; None = a generated default
-    num_processes: int = 1
-    lora_r: int = 0  # 0 = full fine-tune; > 0 = LoRA rank, merged into the published model
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: str | list[str] = "all-linear"
     packing: bool = False
     max_traces: int = 0  # > 0: train on at most this many traces (a seeded sample after rejection sampling)
     both_orders: bool = True  # each pair's trace in both A/B orders: the verdict follows the evidence, not a side
-    report_to: str | list[str] = "none"  # training-log integrations: none | tensorboard (offline) | wandb | mlflow ...
-    logging_dir: str | None = None  # where they write; None = beside the checkpoints (the pipeline sets a folder)
 
 
 @dataclass
-class GRPOSettings:
-    """RFT settings (`rft:` in params.yaml); launcher, accelerate_config, num_processes, deepspeed
-    and lora_* as in `TrainConfig`. `vllm_mode` ("colocate" or "server") applies when `use_vllm`."""
+class GRPOSettings(LaunchSettings):
+    """RFT settings (`rft:` in params.yaml), with the launch settings of `LaunchSettings`.
+    `vllm_mode` ("colocate" or "server") applies when `use_vllm`."""
 
     learning_rate: float = 5e-5
     max_steps: int = 30
@@ -78,22 +88,10 @@ class GRPOSettings:
     max_completion_length: int = 96
     temperature: float = 1.0
     beta: float = 0.0
-    seed: int = 0
-    bf16: bool = False
     use_vllm: bool = False
     logging_steps: int = 2
-    deepspeed: str | None = None
     save_steps: int = 10
     vllm_mode: str = "colocate"  # with use_vllm: "colocate" (in the trainer) or "server" (`trl vllm-serve`)
-    launcher: str = "accelerate"
-    accelerate_config: str | None = None
-    num_processes: int = 1
-    lora_r: int = 0
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    lora_target_modules: str | list[str] = "all-linear"
-    report_to: str | list[str] = "none"
-    logging_dir: str | None = None
 
 
 # report_to names and the packages that provide them (any one of them will do)
@@ -101,13 +99,13 @@ REPORTERS = {"tensorboard": ("tensorboard", "tensorboardX"), "wandb": ("wandb",)
              "trackio": ("trackio",), "comet_ml": ("comet_ml",), "clearml": ("clearml",), "dvclive": ("dvclive",)}
 
 
-def reporters(cfg: TrainConfig | GRPOSettings) -> list[str]:
+def reporters(cfg: LaunchSettings) -> list[str]:
     """The `report_to` integrations as a list ([] for "none")."""
     names = [cfg.report_to] if isinstance(cfg.report_to, str) else list(cfg.report_to)
     return [n for n in names if n != "none"]
 
 
-def _report_setup(cfg: TrainConfig | GRPOSettings, stage: str) -> list[str] | str:
+def _report_setup(cfg: LaunchSettings, stage: str) -> list[str] | str:
     """The TrainingArguments `report_to`; with TensorBoard, its log folder: one subfolder a run
     under `logging_dir` (transformers reads it from TENSORBOARD_LOGGING_DIR)."""
     names = reporters(cfg)
@@ -120,7 +118,7 @@ def _report_setup(cfg: TrainConfig | GRPOSettings, stage: str) -> list[str] | st
     return names or "none"
 
 
-def check_settings(cfg: TrainConfig | GRPOSettings) -> None:
+def check_settings(cfg: LaunchSettings) -> None:
     """Reject values that would only fail deep inside a training process."""
     if cfg.launcher not in LAUNCHERS:
         raise ValueError(f"launcher must be one of {LAUNCHERS}, not {cfg.launcher!r}")

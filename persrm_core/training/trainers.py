@@ -30,6 +30,7 @@ from persrm_core.training.rewards import verdict_correct, verdict_invalid, verdi
 from persrm_core.training.settings import (
     LAUNCH_ONLY_FIELDS,
     GRPOSettings,
+    LaunchSettings,
     TrainConfig,
     _has_cuda,
     _report_setup,
@@ -73,13 +74,6 @@ def swapped_pair(p: dict) -> dict:
     if p.get("evidence"):
         out["evidence"] = evidence_to_dict(evidence_from_dict(p["evidence"]).swapped())
     return out
-
-
-def token_counter(tokenizer):
-    def count(messages: list[dict]) -> int:
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return len(tokenizer(text, add_special_tokens=False)["input_ids"])
-    return count
 
 
 def prepare_work_dir(work_dir: Path, fingerprint: str) -> str | None:
@@ -126,7 +120,17 @@ def fingerprint(*parts) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _peft_config(cfg: TrainConfig | GRPOSettings):
+def _training_args(cfg: TrainConfig | GRPOSettings, work: Path, stage: str) -> dict:
+    """The TrainingArguments SFT and GRPO set alike: the step budget, checkpoint cadence (one kept),
+    logging, seed, device, precision and DeepSpeed."""
+    return dict(output_dir=str(work), learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
+                per_device_train_batch_size=cfg.batch_size, logging_steps=cfg.logging_steps,
+                save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=1,
+                report_to=_report_setup(cfg, stage), seed=cfg.seed, use_cpu=not _has_cuda(), bf16=cfg.bf16,
+                deepspeed=cfg.deepspeed)
+
+
+def _peft_config(cfg: LaunchSettings):
     if cfg.lora_r <= 0:
         return None
     from peft import LoraConfig
@@ -148,7 +152,7 @@ def _join_deepspeed_comm(args) -> None:
     args.device  # noqa: B018 - the property sets up torch.distributed through accelerate
     deepspeed.init_distributed()
 
-def _dtype(cfg: TrainConfig | GRPOSettings) -> str:
+def _dtype(cfg: LaunchSettings) -> str:
     return "bfloat16" if cfg.bf16 else "float32"
 
 
@@ -175,7 +179,7 @@ def merge_lora(model_dir: str | Path, adapter_dir: str | Path, out_dir: str | Pa
 
 
 def _train_and_publish(trainer, tokenizer, resume: str | None, work: Path, out: Path, stage: str,
-                       model_dir, cfg: TrainConfig | GRPOSettings, **summary) -> list[dict]:
+                       model_dir, cfg: LaunchSettings, **summary) -> list[dict]:
     """Train (resuming from `resume`), save model, tokenizer and curves to `out`, drop the
     checkpoints, and return the log. With LoRA the adapter is merged into the base first, so `out`
     is always a plain full checkpoint. Under several processes every rank takes part in saving
@@ -218,7 +222,7 @@ def _save_log(trainer, out_dir: Path, stage: str, **summary) -> list[dict]:
     return log
 
 
-def _in_process(cfg: TrainConfig | GRPOSettings, callbacks: list | None) -> bool:
+def _in_process(cfg: LaunchSettings, callbacks: list | None) -> bool:
     check_settings(cfg)
     if cfg.launcher == "inprocess":
         return True
@@ -266,7 +270,7 @@ def sft_trainer(model_dir: str | Path, train_pairs: list[dict], cfg: TrainConfig
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    from persrm_core.llm.model import load_model, load_tokenizer
+    from persrm_core.llm.model import load_model, load_tokenizer, token_counter
 
     # The rows first: their evidence loads the style encoder, which must happen before a ZeRO-3
     # config exists (it would shard the encoder too).
@@ -280,17 +284,13 @@ def sft_trainer(model_dir: str | Path, train_pairs: list[dict], cfg: TrainConfig
     # Then the config, before the model: with a ZeRO-3 DeepSpeed JSON it makes `from_pretrained`
     # load the weights already sharded (zero.Init) instead of whole in every process.
     args = SFTConfig(
-        output_dir=str(work), learning_rate=cfg.learning_rate, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps, per_device_train_batch_size=cfg.batch_size,
+        **_training_args(cfg, work, "sft"), num_train_epochs=cfg.epochs,
         gradient_accumulation_steps=cfg.grad_accum, max_length=cfg.max_length,
         # Prompt-completion rows: loss on the completion only. With packing TRL 1.16 builds the
         # -100 labels from the completion mask before it packs (best-fit decreasing, padding-free,
         # sequences kept apart by their position ids), so prompts stay out of the loss.
-        completion_only_loss=True, packing=cfg.packing, logging_steps=cfg.logging_steps,
-        save_strategy="steps", save_steps=cfg.save_steps, save_total_limit=1,
-        report_to=_report_setup(cfg, "sft"), seed=cfg.seed, use_cpu=not _has_cuda(), bf16=cfg.bf16,
+        completion_only_loss=True, packing=cfg.packing,
         warmup_steps=cfg.warmup_ratio, lr_scheduler_type="cosine", weight_decay=cfg.weight_decay,
-        deepspeed=cfg.deepspeed,
     )
     _join_deepspeed_comm(args)
     model = load_model(model_dir, _dtype(cfg))
@@ -314,7 +314,7 @@ def run_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path
     from trl import GRPOConfig, GRPOTrainer
 
     from persrm_core.evidence.readings import evidence_of
-    from persrm_core.llm.model import load_model, load_tokenizer
+    from persrm_core.llm.model import load_model, load_tokenizer, token_counter
 
     tokenizer = load_tokenizer(model_dir)  # rows, then config, then model: as in `sft_trainer`
     count = token_counter(tokenizer)
@@ -323,13 +323,9 @@ def run_grpo(model_dir: str | Path, train_pairs: list[dict], out_dir: str | Path
              "label": p["label"]} for p in train_pairs]
     random.Random(cfg.seed).shuffle(rows)
     args = GRPOConfig(
-        output_dir=str(work), learning_rate=cfg.learning_rate, max_steps=cfg.max_steps,
-        per_device_train_batch_size=cfg.batch_size, num_generations=cfg.num_generations,
+        **_training_args(cfg, work, "rft"), num_generations=cfg.num_generations,
         max_completion_length=cfg.max_completion_length, temperature=cfg.temperature, beta=cfg.beta,
-        logging_steps=cfg.logging_steps, save_strategy="steps", save_steps=cfg.save_steps,
-        save_total_limit=1, report_to=_report_setup(cfg, "rft"), seed=cfg.seed,
-        use_cpu=not _has_cuda(), bf16=cfg.bf16, use_vllm=cfg.use_vllm,
-        vllm_mode=cfg.vllm_mode, deepspeed=cfg.deepspeed, log_completions=False,
+        use_vllm=cfg.use_vllm, vllm_mode=cfg.vllm_mode, log_completions=False,
         # accuracy and invalid rate ride along at weight 0: logged as curves, no part of the reward
         reward_weights=[1.0, 0.0, 0.0],
     )
