@@ -40,7 +40,7 @@ def test_rationale_of_keeps_the_lines_before_the_closing(output, expected):
 
 def test_stated_verdict_reads_the_weighed_line_only():
     assert stated_verdict("Weighed: B 0.56.") == "B"
-    assert stated_verdict("Weighed: A 0.503.\nFor: style encoder.") == "A"
+    assert stated_verdict("Weighed: A 0.50.\nFor: style encoder.") == "A"
     assert stated_verdict("Some thought.\nWeighed: A 0.70.") == "A"
     assert stated_verdict("Weighed heavily on style, B reads closer.") is None
     assert stated_verdict("The author would write B.") is None

@@ -307,20 +307,21 @@ def test_embeddings_are_shared_between_processes_through_the_disk_cache(tmp_path
 
 
 def test_the_weighed_line_names_the_side_the_weights_favour_even_near_a_tie():
-    """Two decimals would print 0.503 against 0.497 as a tie, though `combined` chooses A: the
-    weighed line prints as many decimals (up to four) as it takes, and the trace follows it."""
+    """Two decimals print 0.503 against 0.497 as 0.50 and 0.50, though `combined` chooses A: the
+    weighed line names A (its unrounded side), and the trace follows it with two decimals, the
+    only kind the judge is trained to copy."""
     from persrm_core.evidence.readings import Evidence, Reading
     from persrm_core.judging.rationale import rationale_problems, write_trace
 
     near = Reading("weighed", 0.50257, 0.49743)
-    assert near.line() == "weighed: A 0.503, B 0.497; A" and near.nearer == "A" and near.margin == 0.006
+    assert near.line() == "weighed: A 0.50, B 0.50; A" and near.nearer == "A"
     assert Reading("weighed", 0.5, 0.5).line() == "weighed: A 0.50, B 0.50; a tie"
-    assert Reading("style", 0.50257, 0.49743).line() == "style encoder: A 0.50, B 0.50; a tie"  # readings keep two
+    assert Reading("style", 0.50257, 0.49743).line() == "style encoder: A 0.50, B 0.50; a tie"  # readings: as printed
     ev = Evidence((Reading("style", 0.6, 0.4),), near)
     trace = write_trace(ev, "A", "brief")
-    assert trace.startswith("Weighed: A 0.503.\n")
-    assert rationale_problems("Weighed: A 0.503.", ev, "A") == []
-    assert rationale_problems("Weighed: A 0.50.", ev, "A")  # the probability as printed, not rounded again
+    assert trace.startswith("Weighed: A 0.50.\n")
+    assert rationale_problems("Weighed: A 0.50.", ev, "A") == []
+    assert rationale_problems("Weighed: A 0.503.", ev, "A")  # the probability as printed
     swapped = ev.swapped()
-    assert swapped.weighed.line() == "weighed: A 0.497, B 0.503; B" and write_trace(swapped, "B", "brief").startswith(
-        "Weighed: B 0.503.\n")
+    assert swapped.weighed.line() == "weighed: A 0.50, B 0.50; B" and write_trace(swapped, "B", "brief").startswith(
+        "Weighed: B 0.50.\n")

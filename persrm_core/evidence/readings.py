@@ -1,23 +1,26 @@
 """Measured style evidence about a pair: what the judge is shown and what its rationale cites.
 
-Each reading is one style signal (`persrm_core.evidence.signals`: the style encoder, character 4-grams
-and word n-grams with IDF fitted on the training corpus, function words, personal factors),
+Each reading is one style signal (`persrm_core.evidence.signals`: the style encoder, the untuned
+sentence embedding, character 4-grams and word n-grams with IDF fitted on the training corpus,
+function words, personal factors),
 measured for both responses against the exemplars, with its margin and the response it favours.
 The last line weighs them (`persrm_core.evidence.combined`, fitted on the training split) into a
 probability that A is the author's. For example:
 
     Measured style (similarity to the exemplars):
     style encoder: A 0.62, B 0.48; A by 0.14
+    sentence embedding: A 0.55, B 0.41; A by 0.14
     character 4-grams: A 0.41, B 0.42; B by 0.01
     word n-grams: A 0.21, B 0.19; A by 0.02
     function words: A 0.93, B 0.93; a tie
     personal factors: A -1.20, B -2.85; A by 1.65
     weighed: A 0.81, B 0.19; A
 
-Every number is printed with two decimals (the weighed probabilities with three or four where two
-would print them equal: `weighed: A 0.503, B 0.497; A`, since the fitted weights do favour A) and a
-reading is a tie exactly when the printed values are equal, so no line ever says
-"A 0.21; B 0.21; A by 0.00". Measurements use the full exemplar
+Every number is printed with two decimals and a reading is a tie exactly when the printed values
+are equal, so no line ever says "A 0.21; B 0.21; A by 0.00". The weighed line names the side its
+unrounded probabilities favour (`weighed: A 0.50, B 0.50; A` where the fitted weights give A 0.503),
+so it agrees with the `combined` judge on every pair, and the number the judge copies always has
+the two decimals it saw in training. Measurements use the full exemplar
 texts (all of them, though the judge may be shown fewer and shorter ones to fit its context).
 """
 
@@ -40,32 +43,23 @@ class Reading:
     def label(self) -> str:
         return SIGNAL_LABELS.get(self.name, self.name)
 
-    @property
-    def decimals(self) -> int:
-        """Two, except where the weighed probabilities print equal with two: then three or four, so
-        the weighed line names the side the fitted weights favour (the `combined` judge's choice)
-        whenever they favour one (0.503 against 0.497 is not a tie)."""
-        if self.name == "weighed":
-            for d in (2, 3, 4):
-                if f"{self.a:.{d}f}" != f"{self.b:.{d}f}":
-                    return d
-        return 2
-
     def fmt(self, value: float) -> str:
-        return f"{value:.{self.decimals}f}"
+        return f"{value:.2f}"
 
     @property
     def margin(self) -> float:
         """|A - B| as printed."""
-        return round(abs(float(self.fmt(self.a)) - float(self.fmt(self.b))), self.decimals)
+        return round(abs(float(self.fmt(self.a)) - float(self.fmt(self.b))), 2)
 
     @property
     def nearer(self) -> str | None:
-        """"A" or "B" when the printed values differ, None for a tie."""
-        a, b = self.fmt(self.a), self.fmt(self.b)
+        """"A" or "B" when the printed values differ, None for a tie. The weighed line names the side
+        its unrounded probabilities favour (`combined`'s choice), so 0.503 against 0.497 prints
+        `A 0.50, B 0.50; A`, not a tie; it is a tie only when they are equal."""
+        a, b = (self.a, self.b) if self.name == "weighed" else (float(self.fmt(self.a)), float(self.fmt(self.b)))
         if a == b:
             return None
-        return "A" if float(a) > float(b) else "B"
+        return "A" if a > b else "B"
 
     def line(self) -> str:
         side = f"{self.nearer} by {self.margin:.2f}" if self.nearer else "a tie"

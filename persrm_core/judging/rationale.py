@@ -36,7 +36,7 @@ def winner_score(p_winner: float) -> int:
 
 # The Weighed line, as `rationale_lines` writes it (strict: the truth check) and as a judge may
 # state its side with a malformed number (loose: what a constrained closing must agree with).
-WEIGHED_LINE = re.compile(r"^Weighed: (A|B) (\d\.\d{2,4})\.$")
+WEIGHED_LINE = re.compile(r"^Weighed: (A|B) (\d\.\d{2})\.$")
 WEIGHED_SIDE = re.compile(r"^Weighed: (A|B)\b", re.MULTILINE)
 
 
