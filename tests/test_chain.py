@@ -171,13 +171,13 @@ def test_metadata_paths_are_relative_to_the_project(tmp_path):
 
 
 def test_the_learned_evidence_is_published_and_travels_with_each_checkpoint(smoke_root):
-    from persrm_core.evidence.signals import EvidenceModel
+    from persrm_core.evidence.signals import SIGNALS, EvidenceModel
 
     enc = smoke_root / "data/models/style_encoder"
     assert (enc / "modules.json").is_file() and (enc / "persrm_style_encoder.json").is_file()
     fitted = EvidenceModel.load(smoke_root / "data/models/evidence")
-    assert fitted.combined is not None and set(fitted.combined["weights"]) == set(fitted.idf) | {
-        "style", "function_words", "factors"}
+    assert fitted.combined is not None and set(fitted.combined["weights"]) == set(SIGNALS)
+    assert set(fitted.idf) == {"char4", "words"}
     for ckpt in ("sft", "rft"):
         carried = EvidenceModel.load(smoke_root / f"data/models/{ckpt}/evidence")
         assert carried.combined == fitted.combined

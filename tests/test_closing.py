@@ -10,6 +10,8 @@ from persrm_core.judging.closing import (
     CLOSINGS,
     closing_text,
     constrain_closings,
+    _scored_after_shared_prefix,
+    _scored_whole,
     continuation_logprobs,
     rationale_of,
 )
@@ -74,10 +76,16 @@ def test_batched_left_padded_scores_equal_one_sequence_at_a_time(rft):
     context = tok.apply_chat_template([{"role": "user", "content": "Which response did this author write?"}],
                                       add_generation_prompt=True, tokenize=False) + "Weighed: A 0.81.\n"
     conts = [closing_text(a, b) for a, b in CLOSINGS] + ["x", "Scores: A=10 B=0\nVerdict: [[A]] and more text"]
-    got = continuation_logprobs(model, tok, "cpu", context, conts, batch_size=5)
+    got = continuation_logprobs(model, tok, "cpu", context, conts, batch_size=5)  # the shared prompt run once
     want = [_reference_logprob(model, tok, context, c) for c in conts]
     assert got == pytest.approx(want, abs=1e-3)
     assert len(set(round(g, 3) for g in got)) > 1  # the candidates are told apart
+    ctx = tok(context, add_special_tokens=False)["input_ids"]
+    seqs = [tok(context + c, add_special_tokens=False)["input_ids"] for c in conts]
+    starts = [max(next((i for i, (x, y) in enumerate(zip(ctx, s)) if x != y), len(ctx)), 1) for s in seqs]
+    assert _scored_whole(model, tok, "cpu", seqs, starts, 5) == pytest.approx(want, abs=1e-3)  # the fallback too
+    shared = min(min(starts), *(next((i for i, (x, y) in enumerate(zip(seqs[0], s)) if x != y), len(s)) for s in seqs))
+    assert _scored_after_shared_prefix(model, tok, "cpu", seqs, starts, shared, 5) == pytest.approx(want, abs=1e-3)
 
 
 def test_constrain_closings_keeps_valid_outputs_and_closes_the_rest_with_the_likeliest(rft):

@@ -67,14 +67,62 @@ def continuation_logprobs(model, tokenizer, device, context: str, continuations:
     """log P(continuation | context) under a causal LM, for each continuation.
 
     Each sequence is tokenized whole and scored from where its tokens first differ from the
-    context's own (a tokenizer may merge across the boundary), left-padded with position ids from
-    the attention mask, and only the scored positions' logits are kept (a large vocabulary times a
-    long prompt would not fit otherwise)."""
-    import torch
-
+    context's own (a tokenizer may merge across the boundary). The tokens every sequence shares
+    (the prompt and rationale, hundreds of tokens, against a closing's dozen) are run once and
+    their key/value cache is reused for each batch of continuations; a model whose cache cannot be
+    reused this way is scored whole (`_scored_whole`)."""
     ctx = tokenizer(context, add_special_tokens=False)["input_ids"]
     seqs = [tokenizer(context + c, add_special_tokens=False)["input_ids"] for c in continuations]
     starts = [max(_common_prefix(ctx, s), 1) for s in seqs]
+    if not seqs:
+        return []
+    shared = min(min(_common_prefix(seqs[0], s) for s in seqs), min(starts))
+    try:
+        return _scored_after_shared_prefix(model, tokenizer, device, seqs, starts, shared, batch_size)
+    except (TypeError, AttributeError, NotImplementedError):  # no reusable cache in this model class
+        return _scored_whole(model, tokenizer, device, seqs, starts, batch_size)
+
+
+def _scored_after_shared_prefix(model, tokenizer, device, seqs, starts, shared: int, batch_size: int) -> list[float]:
+    """Scores with the first `shared` tokens (common to every sequence, before any scored token) run
+    once: their cache is copied for each batch of suffixes, right-padded, positions continuing."""
+    import copy
+
+    import torch
+
+    with torch.inference_mode():
+        head = model(input_ids=torch.tensor([seqs[0][:shared]], device=device), use_cache=True)
+    cache, last = head.past_key_values, torch.log_softmax(head.logits[0, -1].float(), -1).cpu()
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    scores: list[float] = []
+    for lo in range(0, len(seqs), batch_size):
+        chunk, chunk_starts = seqs[lo:lo + batch_size], starts[lo:lo + batch_size]
+        tails = [s[shared:] for s in chunk]
+        width = max(max(map(len, tails)), 1)
+        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(chunk), shared + width), dtype=torch.long)
+        mask[:, :shared] = 1
+        for i, t in enumerate(tails):
+            ids[i, :len(t)] = torch.tensor(t, dtype=torch.long)
+            mask[i, shared:shared + len(t)] = 1
+        batch_cache = copy.deepcopy(cache)
+        batch_cache.batch_repeat_interleave(len(chunk))
+        positions = torch.arange(shared, shared + width).expand(len(chunk), -1)
+        with torch.inference_mode():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+                           past_key_values=batch_cache, use_cache=True).logits
+        logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+        for i, (s, st) in enumerate(zip(chunk, chunk_starts)):
+            # token t is predicted at position t - 1: the shared head's last position, or the suffix's
+            scores.append(float(sum((last if t == shared else logp[i, t - 1 - shared])[s[t]] for t in range(st, len(s)))))
+    return scores
+
+
+def _scored_whole(model, tokenizer, device, seqs, starts, batch_size: int) -> list[float]:
+    """Every sequence run whole, left-padded with position ids from the attention mask, only the
+    scored positions' logits kept (a large vocabulary times a long prompt would not fit otherwise)."""
+    import torch
+
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores: list[float] = []
     for lo in range(0, len(seqs), batch_size):
