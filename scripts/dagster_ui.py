@@ -320,7 +320,7 @@ class DagsterDev:
                 return lines
             cursor = data["cursor"]
 
-    def wait_for_run(self, run_id: str, timeout: float = 480.0, poll: float = 3.0,
+    def wait_for_run(self, run_id: str, timeout: float = 480.0, poll: float = 1.0,
                      on_status=None) -> str:
         """Poll runOrError until SUCCESS; raise with the run's error events on FAILURE/CANCELED/timeout."""
         deadline = time.monotonic() + timeout
