@@ -73,7 +73,11 @@ def test_dagster_dev_materializes_the_chain_through_graphql(dagster_dev, ui_proj
     # the ingest ran on the default executor (a process per step); the retrain runs its steps in one
     # process (`execution: in_process`, as a Launchpad user may pick): the server and GraphQL paths are
     # the same, without ten Python start-ups
-    in_process = {**smoke, "execution": {"config": {"in_process": {}}}}
+    # One process for the retrain: the run's steps in-process, and SFT in the run's own process through
+    # the asset's typed op config (the launchpad's override; `accelerate launch` + Pipes is the shared
+    # smoke chain's, tests/test_chain.py), so the run config's route through GraphQL is tested too.
+    in_process = {**smoke, "execution": {"config": {"in_process": {}}},
+                  "ops": {"sft_checkpoint": {"config": {"launcher": "inprocess"}}}}
     run_id = dagster_dev.launch_job(FULL_RETRAIN_JOB, run_config=in_process, tags=tags)
     assert dagster_dev.wait_for_run(run_id, timeout=900) == "SUCCESS"
     print(f"ingest {ingest_id} and retrain {run_id} succeeded in {time.monotonic() - started:.0f} s")
@@ -93,6 +97,8 @@ def test_dagster_dev_materializes_the_chain_through_graphql(dagster_dev, ui_proj
                 assert not Path(str(value)).is_absolute() and str(value).startswith("data/"), (asset, label, value)
                 assert (ui_project / str(value)).exists(), (asset, label, value)
     assert metadata(nodes["raw_exemplars"]["assetMaterializations"][0])["profile"] == "smoke"
+    # the launchpad's `launcher: inprocess` reached the stage: no training process reported through Pipes
+    assert "steps" not in metadata(nodes["sft_checkpoint"]["assetMaterializations"][0])
     assert any(k.startswith("accuracy_") for k in metadata(nodes["eval_report"]["assetMaterializations"][0]))
 
     # every check of the chain was evaluated in this run and shows in the UI; the blocking ones (which
