@@ -584,3 +584,31 @@ def test_a_one_text_author_is_never_drawn_as_an_unseen_author():
     plan = plan_splits(corpus + ones, SynthesisConfig(unseen_authors=2))
     unseen = {e.author_id for e in corpus + ones if plan[text_id(e)] == EVAL_UNSEEN}
     assert len(unseen) == 2 and not any(a.startswith("solo") for a in unseen)
+
+
+def test_pairs_are_the_same_in_processes_with_different_hash_seeds():
+    """Sets and dicts of strings iterate in an order that depends on PYTHONHASHSEED: the pairs (what
+    DVC caches and every later stage reads) must not, or `dvc repro` on another machine would differ.
+    Built here and in a process whose string hashes differ from this one's."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = ("import hashlib, json\n"
+              "from persrm_core.synthesis.pairs import SynthesisConfig, build_pairs\n"
+              "from tests.synthetic_corpus import make_corpus\n"
+              "rows = build_pairs(make_corpus(n_authors=4, n_texts=6), SynthesisConfig(seed=3), progress=False)\n"
+              "print(hash('persrm'), hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest())\n")
+    rows = build_pairs(make_corpus(n_authors=4, n_texts=6), SynthesisConfig(seed=3), progress=False)
+    here = hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONHASHSEED": "2" if os.environ.get("PYTHONHASHSEED") == "1" else "1",
+           "PYTHONPATH": str(repo)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=repo, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    their_hash, there = done.stdout.split()
+    assert int(their_hash) != hash("persrm")  # the other process does order strings differently
+    assert len(rows) > 0 and there == here
