@@ -8,10 +8,10 @@ import pytest
 from persrm_core.evaluation.metrics import judge_metrics
 from persrm_core.judging.closing import (
     CLOSINGS,
-    closing_text,
-    constrain_closings,
     _scored_after_shared_prefix,
     _scored_whole,
+    closing_text,
+    constrain_closings,
     continuation_logprobs,
     rationale_of,
 )
@@ -107,7 +107,8 @@ def test_constrain_closings_keeps_valid_outputs_and_closes_the_rest_with_the_lik
         stated = stated_verdict(rationale)
         allowed = [c for c in CLOSINGS if stated is None or (c[0] > c[1]) == (stated == "A")]
         assert len(allowed) == (10 if stated is None else 5)
-        lp = continuation_logprobs(model, tok, "cpu", f"{prompt}{rationale}\n", [closing_text(a, b) for a, b in allowed])
+        lp = continuation_logprobs(model, tok, "cpu", f"{prompt}{rationale}\n",
+                                   [closing_text(a, b) for a, b in allowed])
         assert v.scores == allowed[max(range(len(lp)), key=lp.__getitem__)]
         assert stated is None or v.choice == stated
 

@@ -37,8 +37,8 @@ from persrm_core.errors import InputError
 from persrm_core.evidence.style import distance, measure, profile
 
 SIGNALS = ("style", "embedding", "char4", "words", "function_words", "factors")
-SIGNAL_LABELS = {"style": "style encoder", "embedding": "sentence embedding", "char4": "character 4-grams", "words": "word n-grams",
-                 "function_words": "function words", "factors": "personal factors"}
+SIGNAL_LABELS = {"style": "style encoder", "embedding": "sentence embedding", "char4": "character 4-grams",
+                 "words": "word n-grams", "function_words": "function words", "factors": "personal factors"}
 N_BUCKETS = 1 << 18
 FORMAT_VERSION = 2  # 2: the `embedding` signal
 MANIFEST = "evidence.json"

@@ -114,7 +114,8 @@ def _scored_after_shared_prefix(model, tokenizer, device, seqs, starts, shared: 
         logp = torch.log_softmax(logits.float(), dim=-1).cpu()
         for i, (s, st) in enumerate(zip(chunk, chunk_starts)):
             # token t is predicted at position t - 1: the shared head's last position, or the suffix's
-            scores.append(float(sum((last if t == shared else logp[i, t - 1 - shared])[s[t]] for t in range(st, len(s)))))
+            scores.append(float(sum((last if t == shared else logp[i, t - 1 - shared])[s[t]]
+                                    for t in range(st, len(s)))))
     return scores
 
 

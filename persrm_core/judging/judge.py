@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-
 from persrm_core.evidence.signals import EvidenceModel
 from persrm_core.evidence.style import distance, measure, profile
 from persrm_core.judging.judge_format import RenderLimits, parse_verdict, render_messages

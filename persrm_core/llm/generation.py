@@ -239,8 +239,9 @@ class TransformersBackend:
             prompts = [tok.apply_chat_template(list(r.messages), tokenize=False, add_generation_prompt=True)
                        for r in batch]
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+            # stop at the chat turn's end (the tokenizer's eos), whatever the model's generation_config says
             kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "pad_token_id": tok.pad_token_id,
-                                      "eos_token_id": tok.eos_token_id}  # the chat turn's end, whatever generation_config says
+                                      "eos_token_id": tok.eos_token_id}
             if params.temperature > 0:
                 kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
             else:
@@ -286,7 +287,8 @@ class VLLMBackend:
             return []
         sampling = VLLMSamplingParams(temperature=params.temperature, top_p=params.top_p,
                                       max_tokens=params.max_tokens, seed=params.seed)
-        results = self.llm.chat([list(r.messages) for r in requests], sampling_params=sampling, use_tqdm=desc is not None)
+        results = self.llm.chat([list(r.messages) for r in requests], sampling_params=sampling,
+                                use_tqdm=desc is not None)
         return [r.outputs[0].text.strip() for r in results]
 
 
