@@ -14,6 +14,7 @@ negatives and teacher traces), `persrm judge --model`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import json
@@ -124,6 +125,28 @@ def _complete(folder: Path, fp: str) -> bool:
         return False
 
 
+@contextlib.contextmanager
+def _one_gguf_parse():
+    """transformers opens a GGUF file once for the tokenizer's config, once for the tokenizer, and
+    twice for the model, each time parsing every metadata field (most of a conversion's time):
+    within this block each file is parsed once and the reader shared (it is only read)."""
+    import gguf
+
+    original, readers = gguf.GGUFReader, {}
+
+    def shared(path, *args, **kwargs):
+        key = (str(Path(path).resolve()), args, tuple(sorted(kwargs.items())))
+        if key not in readers:
+            readers[key] = original(path, *args, **kwargs)
+        return readers[key]
+
+    gguf.GGUFReader = shared
+    try:
+        yield
+    finally:
+        gguf.GGUFReader = original
+
+
 def convert_gguf(gguf_file: Path, out_dir: Path) -> None:
     """Dequantize a GGUF checkpoint into an ordinary fp32 safetensors folder. transformers loads a
     GGUF model flagged as quantized and refuses to save it, so the weights move into a plain model
@@ -134,9 +157,10 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> None:
     if importlib.util.find_spec("gguf") is None:
         raise InputError(gguf_file, "reading a GGUF file needs the gguf package: `pip install gguf==0.19.0`")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
-        loaded = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name,
-                                                      dtype=torch.float32)
+        with _one_gguf_parse():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name)
+            loaded = AutoModelForCausalLM.from_pretrained(str(gguf_file.parent), gguf_file=gguf_file.name,
+                                                          dtype=torch.float32)
     except (OSError, ValueError, KeyError, EOFError, RuntimeError) as exc:
         raise InputError(gguf_file, f"not a readable GGUF model ({type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''}): reinstall its wheel") from None
