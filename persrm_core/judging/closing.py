@@ -77,6 +77,8 @@ def continuation_logprobs(model, tokenizer, device, context: str, continuations:
     if not seqs:
         return []
     shared = min(min(_common_prefix(seqs[0], s) for s in seqs), min(starts))
+    if shared < 1:  # nothing shared to cache (an empty context)
+        return _scored_whole(model, tokenizer, device, seqs, starts, batch_size)
     try:
         return _scored_after_shared_prefix(model, tokenizer, device, seqs, starts, shared, batch_size)
     except (TypeError, AttributeError, NotImplementedError):  # no reusable cache in this model class
@@ -91,7 +93,8 @@ def _scored_after_shared_prefix(model, tokenizer, device, seqs, starts, shared: 
     import torch
 
     with torch.inference_mode():
-        head = model(input_ids=torch.tensor([seqs[0][:shared]], device=device), use_cache=True)
+        head = model(input_ids=torch.tensor([seqs[0][:shared]], device=device), use_cache=True,
+                     logits_to_keep=1)  # only the last position's prediction is read
     cache, last = head.past_key_values, torch.log_softmax(head.logits[0, -1].float(), -1).cpu()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores: list[float] = []
