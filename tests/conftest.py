@@ -21,6 +21,12 @@ os.environ["PERSRM_EPHEMERAL_INSTANCE"] = "1"
 # `dvc repro` and of `dagster dev` encode the same bundled texts with the same encoders).
 os.environ.setdefault("PERSRM_EMBEDDING_CACHE", os.path.join(tempfile.mkdtemp(prefix="persrm-emb-"), "emb.sqlite"))
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two pytest-xdist workers on a two-core machine: one compute thread each (and in
+    # the processes they start), or torch's default of a thread per core oversubscribes the cores.
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[_var] = "1"
+
 REPO = Path(__file__).resolve().parent.parent
 # The bundled SmolLM2 is converted once per checkout (about a minute), not per session or per user
 # home: an ignored folder in the repository.
@@ -29,10 +35,25 @@ os.environ.setdefault("PERSRM_MODEL_CACHE", str(REPO / ".cache" / "models"))
 
 @pytest.fixture(scope="session")
 def smoke_root(tmp_path_factory) -> Path:
-    """A data root holding a copy of the bundled exemplars, materialized once on the smoke profile."""
+    """A data root holding a copy of the bundled exemplars, materialized once on the smoke profile:
+    once per `make test`, however many pytest-xdist workers ask for it (the first builds it under a
+    file lock in the run's shared temporary folder; the others wait for it, then read it)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # a plain pytest run
+        return _build_smoke_root(tmp_path_factory.mktemp("smoke"))
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp().parent / "smoke"
+    with FileLock(str(shared) + ".lock"):
+        if not (shared / "run_metadata.json").is_file():  # written last: a half-built root is built again
+            shutil.rmtree(shared, ignore_errors=True)
+            _build_smoke_root(shared)
+    return shared
+
+
+def _build_smoke_root(root: Path) -> Path:
     from orchestration.runner import run_chain
 
-    root = tmp_path_factory.mktemp("smoke")
+    root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(REPO / "data" / "raw", root / "data" / "raw")
     result = run_chain(profile="smoke", root=str(root), progress=False)
     assert result.success
@@ -48,3 +69,9 @@ def smoke_root(tmp_path_factory) -> Path:
                 for k, v in mat.metadata.items()}
     (root / "run_metadata.json").write_text(json.dumps(metadata, indent=1))
     return root
+
+
+def pytest_collection_modifyitems(items):
+    """The tests on the shared smoke chain run last: with two xdist workers the first of them to
+    need the chain builds it while the other goes on with the rest, instead of waiting for it."""
+    items.sort(key=lambda item: "smoke_root" in getattr(item, "fixturenames", ()))
