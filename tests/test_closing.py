@@ -10,6 +10,7 @@ from persrm_core.judging.closing import (
     CLOSINGS,
     _scored_after_shared_prefix,
     _scored_whole,
+    _takes_a_cache,
     closing_text,
     constrain_closings,
     continuation_logprobs,
@@ -86,6 +87,28 @@ def test_batched_left_padded_scores_equal_one_sequence_at_a_time(rft):
     assert _scored_whole(model, tok, "cpu", seqs, starts, 5) == pytest.approx(want, abs=1e-3)  # the fallback too
     shared = min(min(starts), *(next((i for i, (x, y) in enumerate(zip(seqs[0], s)) if x != y), len(s)) for s in seqs))
     assert _scored_after_shared_prefix(model, tok, "cpu", seqs, starts, shared, 5) == pytest.approx(want, abs=1e-3)
+
+
+def test_a_model_that_takes_no_cache_is_scored_whole_with_the_same_answers(rft):
+    import torch
+
+    model, tok = rft
+
+    class NoCache(torch.nn.Module):  # a forward that takes neither a cache nor logits_to_keep
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask=None, position_ids=None):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids)
+
+    plain = NoCache(model)
+    assert _takes_a_cache(model) and not _takes_a_cache(plain)
+    context = tok.apply_chat_template([{"role": "user", "content": "Which response?"}],
+                                      add_generation_prompt=True, tokenize=False) + "Weighed: A 0.81.\n"
+    conts = [closing_text(a, b) for a, b in CLOSINGS[:4]]
+    cached = continuation_logprobs(model, tok, "cpu", context, conts)
+    assert continuation_logprobs(plain, tok, "cpu", context, conts) == pytest.approx(cached, abs=1e-3)
 
 
 def test_constrain_closings_keeps_valid_outputs_and_closes_the_rest_with_the_likeliest(rft):

@@ -24,10 +24,15 @@ def cosine_to_exemplars(pairs: Sequence[tuple[Sequence[str], str, str]], progres
     """For each (exemplars, response_a, response_b): the cosine of each response to the exemplars'
     mean embedding."""
     texts = sorted({t for ex, a, b in pairs for t in (*ex, a, b)})
-    vecs = dict(zip(texts, embed(texts, progress=progress))) if texts else {}
-    out = []
-    for ex, a, b in pairs:
-        centre = np.mean([vecs[e] for e in ex], axis=0)
-        centre /= np.linalg.norm(centre) + 1e-9
-        out.append((float(vecs[a] @ centre), float(vecs[b] @ centre)))
-    return out
+    index = {t: i for i, t in enumerate(texts)}
+    emb = embed(texts, progress=progress) if texts else np.zeros((0, 384), dtype=np.float32)
+    return [cosines_to_centre(emb, [index[e] for e in ex], index[a], index[b]) for ex, a, b in pairs]
+
+
+def cosines_to_centre(vectors: np.ndarray, exemplar_rows: Sequence[int], row_a: int, row_b: int
+                      ) -> tuple[float, float]:
+    """The dot products of rows `row_a` and `row_b` of `vectors` with the unit-length mean of the
+    exemplar rows (cosines where the rows are unit length): every centroid signal's score."""
+    centre = vectors[list(exemplar_rows)].mean(axis=0)
+    centre = centre / (np.linalg.norm(centre) or 1.0)
+    return float(vectors[row_a] @ centre), float(vectors[row_b] @ centre)

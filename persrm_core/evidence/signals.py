@@ -190,7 +190,7 @@ class EvidenceModel:
     def signals(self, pairs: Sequence[tuple[Sequence[str], str, str]], progress: bool = False
                 ) -> list[dict[str, tuple[float, float]]]:
         """For each (exemplars, response_a, response_b): signal -> (score of A, score of B)."""
-        from persrm_core.evidence.embeddings import cosine_to_exemplars
+        from persrm_core.evidence.embeddings import cosine_to_exemplars, cosines_to_centre
         from persrm_core.evidence.style_encoder import encode
 
         texts = sorted({t for ex, a, b in pairs for t in (*ex, a, b)})
@@ -211,16 +211,12 @@ class EvidenceModel:
             ex_i = [index[t] for t in ex]
             ia, ib = index[a], index[b]
             row: dict[str, tuple[float, float]] = {}
-            centre = emb[ex_i].mean(axis=0)
-            centre /= np.linalg.norm(centre) or 1.0
-            row["style"] = (float(emb[ia] @ centre), float(emb[ib] @ centre))
+            row["style"] = cosines_to_centre(emb, ex_i, ia, ib)
             row["embedding"] = gen
             for name in ("char4", "words"):
                 c = _centroid([vecs[name][i] for i in ex_i])
                 row[name] = (_dot(vecs[name][ia], c), _dot(vecs[name][ib], c))
-            fc = fw[ex_i].mean(axis=0)
-            fc /= np.linalg.norm(fc) or 1.0
-            row["function_words"] = (float(fw[ia] @ fc), float(fw[ib] @ fc))
+            row["function_words"] = cosines_to_centre(fw, ex_i, ia, ib)
             prof = profile(list(ex))
             row["factors"] = (-distance(measure(a), prof), -distance(measure(b), prof))
             out.append(row)

@@ -77,12 +77,19 @@ def continuation_logprobs(model, tokenizer, device, context: str, continuations:
     if not seqs:
         return []
     shared = min(min(_common_prefix(seqs[0], s) for s in seqs), min(starts))
-    if shared < 1:  # nothing shared to cache (an empty context)
+    if shared < 1 or not _takes_a_cache(model):  # nothing shared to cache, or no way to pass a cache in
         return _scored_whole(model, tokenizer, device, seqs, starts, batch_size)
-    try:
-        return _scored_after_shared_prefix(model, tokenizer, device, seqs, starts, shared, batch_size)
-    except (TypeError, AttributeError, NotImplementedError):  # no reusable cache in this model class
-        return _scored_whole(model, tokenizer, device, seqs, starts, batch_size)
+    return _scored_after_shared_prefix(model, tokenizer, device, seqs, starts, shared, batch_size)
+
+
+def _takes_a_cache(model) -> bool:
+    """Whether the model's forward takes a key/value cache back and keeps only the last logits
+    (every transformers causal LM of this release; asked up front, so an error inside the cached
+    scoring is raised, not taken for a missing feature)."""
+    import inspect
+
+    params = inspect.signature(model.forward).parameters
+    return {"past_key_values", "logits_to_keep", "position_ids"} <= set(params)
 
 
 def _scored_after_shared_prefix(model, tokenizer, device, seqs, starts, shared: int, batch_size: int) -> list[float]:
@@ -96,6 +103,8 @@ def _scored_after_shared_prefix(model, tokenizer, device, seqs, starts, shared: 
         head = model(input_ids=torch.tensor([seqs[0][:shared]], device=device), use_cache=True,
                      logits_to_keep=1)  # only the last position's prediction is read
     cache, last = head.past_key_values, torch.log_softmax(head.logits[0, -1].float(), -1).cpu()
+    if not hasattr(cache, "batch_repeat_interleave"):  # a legacy tuple cache: cannot be widened to a batch
+        return _scored_whole(model, tokenizer, device, seqs, starts, batch_size)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     scores: list[float] = []
     for lo in range(0, len(seqs), batch_size):

@@ -135,7 +135,7 @@ class ModelJudge:
             return [(t, parse_verdict(t).valid) for t in texts]
         from persrm_core.judging.closing import constrain_closings
 
-        prompts = [self.tokenizer.apply_chat_template(m, add_generation_prompt=True, tokenize=False) for m in messages]
+        prompts = [self.engine.prompt_text(m) for m in messages]  # what the backend generated from
         return constrain_closings(self.engine.lm, self.tokenizer, self.engine.device, prompts, texts,
                                   self.gen.batch_size)
 

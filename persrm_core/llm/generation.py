@@ -226,6 +226,10 @@ class TransformersBackend:
     def __repr__(self) -> str:
         return f"TransformersBackend(model={self.model!r}, device={self.device!r}, batch_size={self.batch_size})"
 
+    def prompt_text(self, messages) -> str:
+        """The text the model continues for a chat: the tokenizer's chat template, generation prompt added."""
+        return self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
     def generate(self, requests: list[GenRequest], params: SamplingParams, desc: str | None = None) -> list[str]:
         """One answer per request, stripped; `desc` names a progress bar over the batches."""
         import torch
@@ -236,8 +240,7 @@ class TransformersBackend:
         starts = range(0, len(requests), self.batch_size)
         for b, start in enumerate(tqdm(starts, desc=desc, unit="batch", disable=desc is None)):
             batch = requests[start:start + self.batch_size]
-            prompts = [tok.apply_chat_template(list(r.messages), tokenize=False, add_generation_prompt=True)
-                       for r in batch]
+            prompts = [self.prompt_text(r.messages) for r in batch]
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
             # stop at the chat turn's end (the tokenizer's eos), whatever the model's generation_config says
             kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "pad_token_id": tok.pad_token_id,
