@@ -44,11 +44,12 @@ $(STAMP): pyproject.toml requirements.lock requirements-models.txt constraints-c
 demo: install
 	$(BIN)/persrm run --profile $(PROFILE)
 
-# One pytest-xdist worker per core (TEST_WORKERS=0 runs the suite in this one process); the tests on
-# the shared smoke chain run last, so no worker idles while another builds it (tests/conftest.py).
+# One pytest-xdist worker per core, at most four (TEST_WORKERS=0 runs the suite in this one process);
+# the tests on the shared smoke chain run last, so no worker idles while another builds it
+# (tests/conftest.py).
 TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --maxprocesses 4
 
 # Two training processes under accelerate launch with DeepSpeed ZeRO-2/3 (a few minutes; CI runs it too).
 test-distributed: install
