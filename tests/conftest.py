@@ -74,6 +74,8 @@ def _build_smoke_root(root: Path) -> Path:
 
 
 def pytest_collection_modifyitems(items):
-    """The tests on the shared smoke chain run last: with two xdist workers the first of them to
-    need the chain builds it while the other goes on with the rest, instead of waiting for it."""
-    items.sort(key=lambda item: "smoke_root" in getattr(item, "fixturenames", ()))
+    """The `slow` tests run first and the tests on the shared smoke chain last: xdist's workers
+    share out the long tests before the short ones, and the first worker to need the chain builds
+    it while the others go on with the rest, instead of waiting for it."""
+    items.sort(key=lambda item: ("smoke_root" in getattr(item, "fixturenames", ()),
+                                 item.get_closest_marker("slow") is None))

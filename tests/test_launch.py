@@ -45,6 +45,7 @@ def _streamed_steps(out: str) -> list[int]:
 
 # --- through `accelerate launch` ---------------------------------------------------------------
 
+@pytest.mark.slow  # two `accelerate launch` start-ups and a kill: about 35 s
 def test_killed_child_resumes_when_launched_again_and_publishes_a_checkpoint(setup, monkeypatch, capsys):
     from transformers import AutoModelForCausalLM
 

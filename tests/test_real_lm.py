@@ -152,6 +152,7 @@ def _weights(folder, key):
         return st.get_tensor(key)
 
 
+@pytest.mark.slow  # LoRA SFT and a GRPO step on the 135M model: 20-40 s
 def test_lora_sft_two_steps_change_the_weights_and_a_grpo_step_follows_its_advantages(smol, pairs, tmp_path):
     import torch
 

@@ -58,7 +58,7 @@ def dagster_dev(tmp_path, ui_project):
         assert report["left"] == [], f"process group {server.pgid} survived SIGTERM+SIGKILL: {report}"
 
 
-@pytest.mark.slow  # about 4.5 min on 2 busy cores: ~25 s to serve, ~3.5 min for the run (a process per step)
+@pytest.mark.slow  # about a minute: ~25 s to serve, the rest for the GraphQL-launched run (a process per step)
 def test_dagster_dev_materializes_the_chain_through_graphql(dagster_dev, ui_project):
     info = dagster_dev.wait_ready(timeout=120)
     assert info.get("dagster_webserver_version") or info.get("dagster_version"), info
