@@ -334,8 +334,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.quick:
                 params = params.replace("profile: default", "profile: smoke", 1)
             (Path(tmp) / "params.yaml").write_text(params)
-            stages = ["raw_exemplars", "synthetic_pairs", "filtered_corpus", "base_model", "sft_checkpoint",
-                      "rft_checkpoint", "scalar_rm", "eval_report"]
+            from persrm_core.pipeline.stages import stage_sections
+
+            stages = list(stage_sections())  # every registered stage, in dvc.yaml's (dependency) order
             rows = []
             for stage in stages:
                 r = isolated("stage", stage=stage, params=str(Path(tmp) / "params.yaml"))
